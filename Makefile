@@ -1,0 +1,46 @@
+# The two commands of the README: `make reproduce` and `make test`.
+# Each creates the virtual environment on first use.
+PY ?= python3
+VENV ?= .venv
+# The CPU wheel that the machines of this project keep on disk; override for a CUDA build,
+# e.g. `make reproduce TORCH_SPEC="torch>=2.1"`.
+TORCH_SPEC ?= torch==2.13.0
+SCALE ?= quick
+BIN := $(VENV)/bin
+
+.PHONY: venv reproduce test test-notebooks test-pytest check-export docs clean-runs
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py settings.ini
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+## Regenerate the paper's tables and figures into figures/ (SCALE=quick by default).
+reproduce: venv
+	$(BIN)/mmp_repro reproduce --scale $(SCALE)
+
+## The whole test suite: modules in sync with notebooks, notebook tests, pytest.
+test: venv check-export test-notebooks test-pytest
+
+# Export the notebooks, then fail if that changed any module: nbs/ is the source of mmp_repro/.
+check-export: venv
+	@tmp=$$(mktemp -d) && cp -r mmp_repro "$$tmp/" && $(BIN)/nbdev_export && \
+	if diff -r -q -x __pycache__ "$$tmp/mmp_repro" mmp_repro; then echo "exported modules match nbs/"; \
+	else echo "mmp_repro/ was out of sync with nbs/ (nbdev_export has now rewritten it)"; exit 1; fi
+
+test-notebooks: venv
+	$(BIN)/nbdev_test --n_workers 2 --do_print
+
+test-pytest: venv
+	$(BIN)/python -m pytest -q tests
+
+## Browsable documentation: executed notebooks rendered to HTML in _docs/.
+docs: venv
+	$(BIN)/jupyter nbconvert --to html --execute --output-dir _docs nbs/*.ipynb
+
+clean-runs:
+	rm -rf runs
