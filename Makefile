@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 SCALE ?= quick
 BIN := $(VENV)/bin
 
-.PHONY: venv reproduce test test-notebooks test-pytest check-export docs clean-runs
+.PHONY: venv reproduce test test-notebooks test-pytest check-export docs readme clean-runs
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ test-pytest: venv
 ## Browsable documentation: executed notebooks rendered to HTML in _docs/.
 docs: venv
 	$(BIN)/jupyter nbconvert --to html --execute --output-dir _docs nbs/*.ipynb
+
+## README.md is the markdown of nbs/index.ipynb (tests/test_readme.py checks it).
+readme: venv
+	$(BIN)/python -c "import json; nb = json.load(open('nbs/index.ipynb')); \
+	open('README.md', 'w').write('\n\n'.join(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown') + '\n')"
 
 clean-runs:
 	rm -rf runs
