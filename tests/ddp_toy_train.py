@@ -11,4 +11,5 @@ if __name__ == '__main__':
     torch.manual_seed(0)
     cfg = TrainConfig(epochs=2, batch_size=16, lr=3e-3, aspects=('F', 'C'), seed=0)
     fit(ToyMMP(), ToyData(), cfg, sys.argv[1], half_mask, device='cpu', progress=False)
+    dist.barrier()
     dist.destroy_process_group()
