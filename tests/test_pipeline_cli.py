@@ -60,3 +60,18 @@ def test_stage_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and 'needs --root' in r.stderr
     r = run('train', '--help')
     assert r.returncode == 0 and '--run-dir' in r.stdout
+
+
+def test_run_on_unlabelled_videos_scores_without_metrics(tmp_path):
+    # a user's folder: normal videos in train/, videos to score in test/, no labels anywhere
+    from mmp_repro.video import write_folder_fixture
+    root = tmp_path / 'mine'
+    write_folder_fixture(root / 'train', n_frames=20, size=(64, 96), seed=0)
+    write_folder_fixture(root / 'test', n_frames=20, size=(64, 96), seed=5)
+    run_dir = tmp_path / 'run'
+    r = run('run', '--dataset', 'folder', '--root', str(root), '--detector', 'bgsub', '--detection-preset', 'none',
+            '--scale', 'smoke', '--run-dir', str(run_dir), '--cache-root', str(tmp_path / 'cache'), '--no-progress')
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads(r.stdout.strip().splitlines()[-1])
+    assert metrics['evaluated'] is False and metrics['n_test_objects'] > 0
+    assert sorted(p.name for p in (run_dir / 'frame_scores').iterdir()) == ['cam1.txt', 'cam2.txt', 'cam3.txt']
