@@ -37,7 +37,11 @@ def test_vtest_objects_are_mostly_people_and_cached(vtest_and_yolo, tmp_path):
     assert set(np.asarray(s.frame_idx)) <= set(range(5))  # window 2: the last frame only serves as a future
     assert s.present.shape[1:] == (3, 32, 32) and s.flow.shape[1:] == (1, 32, 32)
     assert 0 <= float(np.asarray(s.flow).min()) and float(np.asarray(s.flow).max()) <= 1
-    (again,) = extract_objects([video], det, cfg, tmp_path, progress=False)  # from the cache
+    import mmp_repro.objects as objects_module
+    def no_extraction(*args, **kwargs): raise AssertionError('extracted again instead of reading the cache')
+    real, objects_module.extract_video = objects_module.extract_video, no_extraction
+    try: (again,) = extract_objects([video], det, cfg, tmp_path, progress=False)  # from the cache
+    finally: objects_module.extract_video = real
     np.testing.assert_array_equal(np.asarray(again.present), np.asarray(s.present))
 
 
