@@ -19,18 +19,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes_gloo(tmp_path):
+def _launch(run_dir):
     # loopback only: gloo otherwise picks the interface the host name resolves to, which a sandboxed
     # runner may not route
     env = {**os.environ, 'GLOO_SOCKET_IFNAME': 'lo', 'MASTER_ADDR': '127.0.0.1'}
-    r = subprocess.run([console_script('torchrun'), '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
-                        '--master_port', str(_free_port()), str(HERE / 'ddp_toy_train.py'), str(tmp_path)],
-                       capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([console_script('torchrun'), '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+                           '--master_port', str(_free_port()), str(HERE / 'ddp_toy_train.py'), str(run_dir)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    run_dir = tmp_path / 'first'
+    r = _launch(run_dir)
+    if r.returncode != 0 and 'Signal 6 (SIGABRT)' in r.stderr:
+        # a worker killed by the C++ runtime while gloo connected has been seen once on a CI machine; a second
+        # launch in a fresh folder tells that apart from a failure of the training code, which repeats
+        print('first launch aborted, launching again:\n' + r.stderr[-1500:])
+        run_dir = tmp_path / 'second'
+        r = _launch(run_dir)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    log = [json.loads(l) for l in (tmp_path / 'log.jsonl').read_text().splitlines()]
+    log = [json.loads(l) for l in (run_dir / 'log.jsonl').read_text().splitlines()]
     assert len(log) == 2, 'rank 0 alone writes one line per epoch'
     assert [r['samples'] for r in log] == [128, 128], 'the epoch record covers both processes\' shards'
-    state = torch.load(tmp_path / 'last.pt', weights_only=False)
+    state = torch.load(run_dir / 'last.pt', weights_only=False)
     # the participation counts were summed over both processes before U was chosen
     for a in ('F', 'C'):
         p = state['trackers'][a]['history'][-1]
