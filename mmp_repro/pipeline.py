@@ -5,6 +5,7 @@
 # %% ../nbs/17_pipeline.ipynb #c3db66ea
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Iterator
@@ -15,8 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import Stopwatch, as_scale, cache_dir, get_device, save_json, seed_everything
-from .detection import PrecomputedDetector, detection_config, make_detector
+from .core import Stopwatch, as_scale, cache_dir, get_device, save_json, seed_everything, to_jsonable
+from .detection import DETECTION_PRESETS, PrecomputedDetector, detection_config, make_detector
 from .location import LocationModule, boxes_to_location, fit_location
 from .masks import apply_mask, random_patch_masks
 from .flow import make_flow
@@ -29,20 +30,34 @@ from .scoring import (SCORE_PRESETS, AspectStats, ScoreWeights, fit_aspect_stats
 from .street import ensure_street
 from .tracks import attach_mask_tracks, load_videos
 from .video import ImageFrames, VideoFileFrames, list_images, read_folder
-from .training import TrainConfig, fit, load_checkpoint
+from .training import TrainConfig, checkpoint_mismatch, fit, read_checkpoint, restore_checkpoint
+from .runs import (RUN_FILE, RunMismatchError, atomic_savetxt, check_identity, check_writable, code_identity,
+                            identity_diff, load_verified, mismatch_message, open_run, read_identity, save_verified)
 
 # %% auto #0
-__all__ = ['logger', 'PipelineConfig', 'load_split', 'detector_for', 'extract_stage', 'mask_for', 'train_stage',
-           'spread_over_window', 'score_stage', 'evaluate_stage', 'evaluate_regions', 'config_from_dict', 'load_config',
-           'load_trained', 'evaluate_run', 'watch', 'run_pipeline']
+__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'PipelineConfig', 'load_split', 'detector_for',
+           'extract_stage', 'samples_fingerprint', 'model_identity', 'run_identity', 'check_config_and_code',
+           'claim_run', 'require_run', 'mask_for', 'train_stage', 'spread_over_window', 'score_stage', 'evaluate_stage',
+           'evaluate_regions', 'config_from_dict', 'load_config', 'load_trained', 'evaluate_run', 'watch', 'preflight',
+           'run_pipeline']
 
 # %% ../nbs/17_pipeline.ipynb #a72f642c
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/17_pipeline.ipynb #acd784ed
+DATASETS = ('street', 'ped2', 'avenue', 'shanghaitech', 'folder')
+DETECTOR_NAMES = ('oracle', 'yolov3-tiny', 'bgsub', 'mmdet', 'precomputed')
+ASPECT_NAMES = 'FOC'
+
+def _bad(name: str, flag: str, allowed: str, value) -> ValueError:
+    # one line a user can act on: the setting, its flag, the allowed range and what was given
+    return ValueError(f'{name} (--{flag}) must be {allowed}, got {value!r}')
+
+def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
 @dataclass
 class PipelineConfig:
-    "Every setting of an MMP-AMS run, by stage."
+    "Every setting of an MMP-AMS run, by stage; checked when built, before any work starts."
     dataset: str = 'street'         # 'street' (synthetic, generated on demand) | 'ped2' | 'avenue' | 'shanghaitech' | 'folder'
     root: str = ''                  # dataset root ('' for street: the cache; else $MMP_DATA/<dataset>)
     scale: str = 'smoke'
@@ -71,13 +86,32 @@ class PipelineConfig:
         return w if self.gamma is None else replace(w, gamma=self.gamma)
 
     def __post_init__(self):
-        if self.score_preset not in SCORE_PRESETS: raise ValueError(f'score_preset must be one of {list(SCORE_PRESETS)}')
+        as_scale(self.scale)
+        if self.dataset not in DATASETS: raise _bad('dataset', 'dataset', f'one of {list(DATASETS)}', self.dataset)
+        if not _is_int(self.seed) or self.seed < 0: raise _bad('seed', 'seed', 'an integer >= 0', self.seed)
+        if self.detector not in DETECTOR_NAMES: raise _bad('detector', 'detector', f'one of {list(DETECTOR_NAMES)}', self.detector)
+        if self.detection_preset not in DETECTION_PRESETS:
+            raise _bad('detection_preset', 'detection-preset', f'one of {list(DETECTION_PRESETS)}', self.detection_preset)
+        if self.score_preset not in SCORE_PRESETS: raise _bad('score_preset', 'score-preset', f'one of {list(SCORE_PRESETS)}', self.score_preset)
         if self.detector == 'oracle' and self.dataset != 'street': raise ValueError('the oracle detector exists only for the street dataset')
         if (self.detector == 'precomputed') != bool(self.detections):
             raise ValueError("detector 'precomputed' and a detections folder go together (--detector precomputed --detections DIR)")
         if self.detector == 'mmdet' and not (self.mmdet_config and self.mmdet_checkpoint):
             raise ValueError("detector 'mmdet' needs an MMDetection config and checkpoint (--mmdet-config, --mmdet-checkpoint)")
-        if not 0 <= self.mask_ratio < 1: raise ValueError(f'mask_ratio must lie in [0, 1), got {self.mask_ratio}')
+        if (not self.aspects or any(a not in ASPECT_NAMES for a in self.aspects) or len(set(self.aspects)) != len(self.aspects)):
+            raise _bad('aspects', 'aspects', 'distinct letters of FOC (e.g. F, FC, FOC)', self.aspects)
+        if tuple(self.train.aspects) != tuple(self.aspects):
+            raise ValueError(f'aspects {self.aspects!r} and the training aspects {self.train.aspects} differ')
+        if not isinstance(self.mask_ratio, (int, float)) or not 0 <= self.mask_ratio < 1:
+            raise _bad('mask_ratio', 'mask-ratio', 'a number in [0, 1)', self.mask_ratio)
+        if not _is_int(self.mask_patch) or self.mask_patch < 1 or self.net.crop_size % self.mask_patch:
+            raise _bad('mask_patch', 'mask-patch', f'a positive integer dividing the crop size {self.net.crop_size}', self.mask_patch)
+        if not _is_int(self.location_steps) or self.location_steps < 1:
+            raise _bad('location_steps', 'location-steps', 'an integer >= 1', self.location_steps)
+        if self.gamma is not None and not (isinstance(self.gamma, (int, float)) and np.isfinite(self.gamma) and self.gamma >= 0):
+            raise _bad('gamma', 'gamma', 'a finite number >= 0', self.gamma)
+        if self.weights.gamma > 0 and not self.location:
+            raise ValueError(f'gamma {self.weights.gamma} weighs the location score, but the location module is off (--no-location): give --gamma 0')
         if self.objects.crop_size != self.net.crop_size:
             raise ValueError(f'crop sizes differ: objects {self.objects.crop_size}, network {self.net.crop_size}')
         k = self.objects.window - 1
@@ -89,11 +123,19 @@ class PipelineConfig:
         "The preset of `scale` (smoke: seconds; quick: 2 CPU cores; full: the paper) with `overrides`."
         scale = as_scale(scale).value
         window = overrides.pop('window', 2)
-        net = net_config(scale, frame_channels=3 * (window - 1), flow_channels=window - 1, **overrides.pop('net', {}))
+        if not _is_int(window) or window < 2: raise _bad('window', 'window', 'an integer >= 2 (frames per sample; Table 9: 2-5)', window)
+        net_over, train_over = dict(overrides.pop('net', {})), dict(overrides.pop('train', {}))
+        if 'n_preds' in net_over and (not _is_int(net_over['n_preds']) or net_over['n_preds'] < 1):
+            raise _bad('n_preds', 'n-preds', 'an integer >= 1', net_over['n_preds'])
+        for k, flag in (('epochs', 'epochs'), ('batch_size', 'batch-size')):
+            if k in train_over and (not _is_int(train_over[k]) or train_over[k] < 1): raise _bad(k, flag, 'an integer >= 1', train_over[k])
+        aspects = overrides.get('aspects', 'FOC')
+        if not isinstance(aspects, str) or not aspects or any(a not in ASPECT_NAMES for a in aspects) or len(set(aspects)) != len(aspects):
+            raise _bad('aspects', 'aspects', 'distinct letters of FOC (e.g. F, FC, FOC)', aspects)
+        net = net_config(scale, frame_channels=3 * (window - 1), flow_channels=window - 1, **net_over)
         epochs = {'smoke': 1, 'quick': 12, 'full': 150}[scale]
         train = TrainConfig(**{'epochs': epochs, 'batch_size': 64, 'lr': 1e-3, 'lam': 0.1, 'delta': 0.05,
-                               'aspects': tuple(overrides.get('aspects', 'FOC')), 'seed': overrides.get('seed', 0),
-                               **overrides.pop('train', {})})
+                               'aspects': tuple(aspects), 'seed': overrides.get('seed', 0), **train_over})
         objects = ObjectConfig(crop_size=net.crop_size, window=window, **overrides.pop('objects', {}))
         location_steps = {'smoke': 20, 'quick': 400, 'full': 2000}[scale]
         base = dict(scale=scale, objects=objects, net=net, train=train, location_steps=location_steps)
@@ -141,6 +183,50 @@ def extract_stage(cfg: PipelineConfig, cache_root: str | Path | None = None, pro
     test = extract_objects(test_videos, detector_for(cfg, 'test'), cfg.objects, cache_root, progress)
     return train, test, test_videos
 
+# %% ../nbs/17_pipeline.ipynb #6fcb3b99
+def samples_fingerprint(samples: list[ObjectSamples]) -> str:
+    "SHA-256 over the object samples (every array of every video, with its name and shape): the data a model saw."
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f'{s.video}|{tuple(s.frame_size)}|{len(s)}'.encode())
+        for k in ObjectSamples.ARRAYS:
+            a = np.ascontiguousarray(getattr(s, k))
+            h.update(f'{k}{a.dtype}{a.shape}'.encode()); h.update(memoryview(a).cast('B'))
+    return h.hexdigest()
+
+def model_identity(cfg: PipelineConfig, train: list[ObjectSamples]) -> dict:
+    "What a trained model is a function of: the run's config, the code and the training objects."
+    return {'config': to_jsonable(cfg), 'code': code_identity(), 'data': {'train_objects': samples_fingerprint(train)}}
+
+def run_identity(cfg: PipelineConfig, train: list[ObjectSamples], test: list[ObjectSamples]) -> dict:
+    "What a run folder is a function of: the model's identity and the test objects it scores."
+    ident = model_identity(cfg, train)
+    ident['data']['test_objects'] = samples_fingerprint(test)
+    return ident
+
+def check_config_and_code(run_dir: str | Path, cfg: PipelineConfig) -> None:
+    "Refuse early (before extraction) a run folder made with another config or code; the data are compared later."
+    old = read_identity(run_dir)
+    if old is None: return
+    diffs = identity_diff({k: old.get(k) for k in ('config', 'code')}, {'config': to_jsonable(cfg), 'code': code_identity()})
+    if diffs: raise RunMismatchError(mismatch_message(run_dir, diffs))
+
+def claim_run(cfg: PipelineConfig, run_dir: str | Path, train: list[ObjectSamples], test: list[ObjectSamples],
+              fresh: bool = False) -> dict:
+    "Open `run_dir` for this run (`runs.open_run`: reuse only the same run, or set an old one aside with `fresh`); writes `run.json` and `config.json`."
+    ident = run_identity(cfg, train, test)
+    open_run(run_dir, ident, fresh=fresh)
+    save_json(cfg, Path(run_dir) / 'config.json')
+    return ident
+
+def require_run(cfg: PipelineConfig, run_dir: str | Path, train: list[ObjectSamples], test: list[ObjectSamples]) -> dict:
+    "The identity of the run in `run_dir`, which must be this run's (for the `train` and `score` stages)."
+    if read_identity(run_dir) is None:
+        raise FileNotFoundError(f'{Path(run_dir) / RUN_FILE} not found: start the run with `mmp_repro extract` (or `run`)')
+    ident = run_identity(cfg, train, test)
+    check_identity(run_dir, ident)
+    return ident
+
 # %% ../nbs/17_pipeline.ipynb #736c0a51
 def mask_for(cfg: PipelineConfig):
     "The masking function `(x, generator) -> X_MP` of the run (identity when `mask_ratio == 0`)."
@@ -149,22 +235,41 @@ def mask_for(cfg: PipelineConfig):
         return apply_mask(x, random_patch_masks(x.shape[0], tuple(x.shape[-2:]), cfg.mask_patch, cfg.mask_ratio, g, x.device))
     return masked
 
+def _location_data(train: list[ObjectSamples]) -> tuple[torch.Tensor, torch.Tensor]:
+    classes = torch.from_numpy(np.concatenate([np.asarray(s.classes, np.float32) for s in train]))
+    boxes = torch.cat([boxes_to_location(np.asarray(s.boxes, np.float32), s.frame_size) for s in train if len(s)])
+    return classes, boxes
+
+def _load_location(path: Path, cfg: PipelineConfig, identity: dict | None) -> LocationModule | None:
+    "The location module saved at `path` when it was made by the run `identity` (None when absent)."
+    if not path.exists(): return None
+    saved = load_verified(path)
+    if identity is not None:
+        diffs = identity_diff(saved.get('identity'), identity)
+        if diffs: raise RunMismatchError(mismatch_message(path, diffs))
+    loc = LocationModule(n_classes=cfg.net.n_classes)
+    loc.load_state_dict(saved['state'])
+    return loc
+
 def train_stage(cfg: PipelineConfig, train: list[ObjectSamples], run_dir: str | Path,
                 device: str | None = None, progress: bool = True) -> tuple[MMPAMS, LocationModule | None]:
-    "Train the model (checkpoints in `run_dir/model`) and the location module (`run_dir/location.pt`)."
+    "Train (or finish training) the model in `run_dir/model` and the location module (`run_dir/location.pt`)."
     run_dir = Path(run_dir)
     seed_everything(cfg.seed)
     ds = ObjectDataset(train)
     if len(ds) == 0: raise ValueError('no training objects: check the detector and its thresholds')
+    # the checkpoint records what it was trained on: a folder left by another config, code or data is refused
+    ident = model_identity(cfg, train)
     model = MMPAMS(cfg.net, cfg.aspects)
-    fit(model, ds, cfg.train, run_dir / 'model', mask_for(cfg), net_args=asdict(cfg.net), device=device, progress=progress)
+    fit(model, ds, cfg.train, run_dir / 'model', mask_for(cfg), net_args=asdict(cfg.net), device=device,
+        progress=progress, identity=ident)
     loc = None
     if cfg.location:
-        loc = LocationModule(n_classes=cfg.net.n_classes)
-        classes = torch.from_numpy(np.concatenate([np.asarray(s.classes, np.float32) for s in train]))
-        boxes = torch.cat([boxes_to_location(np.asarray(s.boxes, np.float32), s.frame_size) for s in train if len(s)])
-        fit_location(loc, classes, boxes, steps=cfg.location_steps, seed=cfg.seed)
-        torch.save(loc.state_dict(), run_dir / 'location.pt')
+        loc = _load_location(run_dir / 'location.pt', cfg, ident)
+        if loc is None:
+            loc = LocationModule(n_classes=cfg.net.n_classes)
+            fit_location(loc, *_location_data(train), steps=cfg.location_steps, seed=cfg.seed)
+            save_verified({'identity': ident, 'state': loc.state_dict(), 'steps': cfg.location_steps}, run_dir / 'location.pt')
     return model, loc
 
 # %% ../nbs/17_pipeline.ipynb #6ac0f102
@@ -198,8 +303,7 @@ def score_stage(cfg: PipelineConfig, model: MMPAMS, loc: LocationModule | None, 
         write_scored_regions(scored[v.name], run_dir / 'scores' / f'{v.name}.txt', run_dir / 'objects' / f'{v.name}.csv',
                              regions[v.name])
         frames[v.name] = frame_scores(regions[v.name].frame_idx.to_numpy(), regions[v.name].score.to_numpy(), v.num_frames)
-        (run_dir / 'frame_scores').mkdir(exist_ok=True)
-        np.savetxt(run_dir / 'frame_scores' / f'{v.name}.txt', frames[v.name], fmt='%.6f')
+        atomic_savetxt(run_dir / 'frame_scores' / f'{v.name}.txt', frames[v.name])
     save_json({a: asdict(st) for a, st in stats.items()}, run_dir / 'aspect_stats.json')
     return {'objects': scored, 'regions': regions, 'frames': frames, 'stats': stats}
 
@@ -238,23 +342,28 @@ def load_config(run_dir: str | Path) -> PipelineConfig:
     if not p.exists(): raise FileNotFoundError(f'{p} not found: start the run with `mmp_repro extract` (or `run`)')
     return config_from_dict(json.loads(p.read_text()))
 
-def load_trained(run_dir: str | Path, cfg: PipelineConfig) -> tuple[MMPAMS, LocationModule | None]:
-    "The trained model (from `model/last.pt`) and location module of a run."
+def load_trained(run_dir: str | Path, cfg: PipelineConfig,
+                 identity: dict | None = None) -> tuple[MMPAMS, LocationModule | None]:
+    "The fully trained model (`model/last.pt`, verified) and location module of a run; with `identity`, they must be that run's."
     run_dir = Path(run_dir)
     ckpt = run_dir / 'model' / 'last.pt'
     if not ckpt.exists(): raise FileNotFoundError(f'{ckpt} not found: train first (`mmp_repro train --run-dir {run_dir}`)')
+    state = read_checkpoint(ckpt)
+    diffs = checkpoint_mismatch(state, cfg.train, asdict(cfg.net), identity if identity is not None else state.get('identity'))
+    if diffs: raise RunMismatchError(mismatch_message(ckpt, diffs))
+    if state['epoch'] + 1 < cfg.train.epochs:  # an interrupted training is never scored as if it were done
+        raise RuntimeError(f'{ckpt}: trained for {state["epoch"] + 1} of {cfg.train.epochs} epochs; '
+                           f'finish it with `mmp_repro train --run-dir {run_dir}`')
     model = MMPAMS(cfg.net, cfg.aspects)
-    load_checkpoint(ckpt, model)
-    loc = None
-    if cfg.location and (run_dir / 'location.pt').exists():
-        loc = LocationModule(n_classes=cfg.net.n_classes)
-        loc.load_state_dict(torch.load(run_dir / 'location.pt', weights_only=True))
+    restore_checkpoint(state, model)
+    loc = _load_location(run_dir / 'location.pt', cfg, identity) if cfg.location else None
+    if cfg.location and loc is None: raise FileNotFoundError(f'{run_dir / "location.pt"} not found: train first')
     return model, loc
 
 def evaluate_run(run_dir: str | Path) -> dict:
     "Metrics of a scored run, from its `scores/` and `frame_scores/` folders; written to `metrics.json`."
     run_dir = Path(run_dir)
-    cfg, videos = load_config(run_dir), None
+    cfg = load_config(run_dir)
     videos = load_split(cfg, 'test')
     if not (run_dir / 'scores').is_dir(): raise FileNotFoundError(f'{run_dir / "scores"} not found: score first')
     dets = read_region_folder(run_dir / 'scores', 'detections')
@@ -270,6 +379,10 @@ def watch(video_path: str | Path, run_dir: str | Path, detector: str = 'yolov3-t
     cfg = load_config(run_dir)
     if cfg.objects.window != 2: raise ValueError(f'watch scores windows of 2 frames; this run uses {cfg.objects.window}')
     model, loc = load_trained(run_dir, cfg)
+    made_by = (read_identity(run_dir) or {}).get('code', {})
+    if made_by.get('source_sha256') != code_identity()['source_sha256']:  # watching with a newer package is normal use
+        logger.warning('%s was trained by other code (mmp_repro %s, sources %s); scores may differ from its own scoring',
+                       run_dir, made_by.get('version'), str(made_by.get('source_sha256'))[:12])
     stats_path = Path(run_dir) / 'aspect_stats.json'
     if not stats_path.exists(): raise FileNotFoundError(f'{stats_path} not found: score the run once first')
     stats = {a: AspectStats(**v) for a, v in json.loads(stats_path.read_text()).items()}
@@ -292,17 +405,25 @@ def watch(video_path: str | Path, run_dir: str | Path, detector: str = 'yolov3-t
         prev = frame
 
 # %% ../nbs/17_pipeline.ipynb #e23cd7ca
+def preflight(run_dir: str | Path, cache_root: str | Path | None = None, device: str | None = None) -> torch.device:
+    "Check the run folder, the cache folder and the device before any work; returns the device. Creates nothing."
+    check_writable(run_dir, 'run folder')
+    check_writable(Path(cache_root or cache_dir() / 'objects'), 'cache folder (--cache-root)')
+    return get_device(device)
+
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, device: str | None = None,
-                 cache_root: str | Path | None = None, progress: bool = True) -> dict:
-    "Extract, train, score and evaluate; returns (and writes) the metrics."
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
-    save_json(cfg, run_dir / 'config.json')
+                 cache_root: str | Path | None = None, progress: bool = True, fresh: bool = False) -> dict:
+    "Extract, train, score and evaluate; returns (and writes) the metrics. Reuses `run_dir` only for the same run."
+    run_dir = Path(run_dir)
+    dev = preflight(run_dir, cache_root, device)
+    if not fresh: check_config_and_code(run_dir, cfg)  # fail in seconds, not after the extraction
     times, sw = {}, Stopwatch()
     train, test, test_videos = extract_stage(cfg, cache_root, progress)
     times['extract_s'] = sw.elapsed; sw = Stopwatch()
-    model, loc = train_stage(cfg, train, run_dir, device, progress)
+    claim_run(cfg, run_dir, train, test, fresh=fresh)
+    model, loc = train_stage(cfg, train, run_dir, dev, progress)
     times['train_s'] = sw.elapsed; sw = Stopwatch()
-    scores = score_stage(cfg, model, loc, train, test, test_videos, run_dir, device)
+    scores = score_stage(cfg, model, loc, train, test, test_videos, run_dir, dev)
     times['score_s'] = sw.elapsed
     if any(v.labels is not None for v in test_videos): metrics = evaluate_stage(scores, test_videos)
     else:  # a user's unlabelled videos: scoring is the result

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import logging
 import os
 import random
@@ -20,11 +21,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .core import get_device, seed_everything, to_jsonable
+from .runs import (RunMismatchError, atomic_write_bytes, identity_diff, load_verified, mismatch_message,
+                            save_verified)
 from .losses import ParticipationTracker, mmp_loss, objective_for_epoch, prediction_diversity
 
 # %% auto #0
 __all__ = ['logger', 'DEFAULT_DISTANCES', 'CHECKPOINT_VERSION', 'TrainConfig', 'aspect_losses', 'train_one_epoch',
-           'save_checkpoint', 'load_checkpoint', 'fit', 'ToyMMP', 'ToyData', 'half_mask']
+           'save_checkpoint', 'read_checkpoint', 'checkpoint_mismatch', 'restore_checkpoint', 'load_checkpoint',
+           'write_log', 'fit', 'ToyMMP', 'ToyData', 'half_mask']
 
 # %% ../nbs/13_training.ipynb #9ee0971a
 logger = logging.getLogger(__name__)
@@ -125,35 +129,43 @@ def _sync_sums(n_seen: int, sums: dict, div_sums: dict) -> tuple[int, dict, dict
     return int(v[0]), dict(zip(keys, v[1:1 + len(keys)])), dict(zip(keys, v[1 + len(keys):]))
 
 # %% ../nbs/13_training.ipynb #6602fd7f
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: checksummed (runs.save_verified), with the run's identity and its epoch log
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, 'module') else model
 
 def save_checkpoint(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer, trackers: dict,
                     epoch: int, cfg: TrainConfig, net_args: dict | None = None,
-                    scaler: torch.amp.GradScaler | None = None) -> Path:
-    "Write a checkpoint dict to `path` atomically (temp file + rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+                    scaler: torch.amp.GradScaler | None = None, log: list[dict] | None = None,
+                    identity: dict | None = None) -> Path:
+    "Write a checkpoint dict to `path` atomically, with its SHA-256, the epoch log so far and the run's `identity`."
     state = {'version': CHECKPOINT_VERSION, 'epoch': epoch, 'model': _unwrap(model).state_dict(),
              'optimizer': opt.state_dict(), 'trackers': {a: t.state_dict() for a, t in trackers.items()},
              'config': to_jsonable(asdict(cfg)), 'net_args': to_jsonable(net_args or {}),
+             'identity': to_jsonable(identity), 'log': list(log or []),
              'scaler': scaler.state_dict() if scaler is not None else None,
              'rng': {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(legacy=False),
                      'python': random.getstate()}}
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_verified(state, path)
 
-def load_checkpoint(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer | None = None,
-                    trackers: dict | None = None, scaler: torch.amp.GradScaler | None = None) -> int:
-    "Restore states from `path` into the given objects; return the epoch to start from."
+def read_checkpoint(path: str | Path) -> dict:
+    "The verified state dict of a checkpoint; errors name the file (corrupt, cut short, older version)."
     path = Path(path)
-    try: state = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e: raise RuntimeError(f'{path}: unreadable checkpoint ({type(e).__name__}: {e})') from None
-    if state.get('version') != CHECKPOINT_VERSION:
-        raise RuntimeError(f"{path}: checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}")
+    state = load_verified(path)
+    if not isinstance(state, dict) or state.get('version') != CHECKPOINT_VERSION:
+        got = state.get('version') if isinstance(state, dict) else type(state).__name__
+        raise RuntimeError(f'{path}: checkpoint version {got} is not {CHECKPOINT_VERSION}')
+    return state
+
+def checkpoint_mismatch(state: dict, cfg: TrainConfig, net_args: dict | None, identity: dict | None) -> list[str]:
+    "What differs between the run a checkpoint was made by and the current one (empty: it may be resumed)."
+    saved = {'train': state['config'], 'net': state['net_args'], 'run': state.get('identity')}
+    now = {'train': to_jsonable(asdict(cfg)), 'net': to_jsonable(net_args or {}), 'run': to_jsonable(identity)}
+    return identity_diff(saved, now)
+
+def restore_checkpoint(state: dict, model: nn.Module, opt: torch.optim.Optimizer | None = None,
+                       trackers: dict | None = None, scaler: torch.amp.GradScaler | None = None) -> int:
+    "Put a checkpoint's states into the given objects; return the epoch to start from."
     _unwrap(model).load_state_dict(state['model'])
     if opt is not None: opt.load_state_dict(state['optimizer'])
     for a, t in (trackers or {}).items(): t.load_state_dict(state['trackers'][a])
@@ -161,6 +173,11 @@ def load_checkpoint(path: str | Path, model: nn.Module, opt: torch.optim.Optimiz
     torch.set_rng_state(state['rng']['torch'])
     np.random.set_state(state['rng']['numpy']); random.setstate(state['rng']['python'])
     return state['epoch'] + 1
+
+def load_checkpoint(path: str | Path, model: nn.Module, opt: torch.optim.Optimizer | None = None,
+                    trackers: dict | None = None, scaler: torch.amp.GradScaler | None = None) -> int:
+    "Restore states from `path` (verified) into the given objects; return the epoch to start from."
+    return restore_checkpoint(read_checkpoint(path), model, opt, trackers, scaler)
 
 # %% ../nbs/13_training.ipynb #635cdb98
 def _rank() -> int:
@@ -174,9 +191,13 @@ def _make_trackers(model: nn.Module, dataset: Dataset, cfg: TrainConfig, device:
     if missing: raise ValueError(f'the model predicts {list(out)} but the config trains aspect(s) {missing}')
     return {a: ParticipationTracker(out[a].shape[1], cfg.delta) for a in cfg.aspects}
 
+def write_log(path: str | Path, records: list[dict]) -> Path:
+    "Write the epoch log, one JSON line per epoch, atomically (it is rewritten whole from the checkpoint's copy)."
+    return atomic_write_bytes(path, ''.join(json.dumps(r) + '\n' for r in records).encode())
+
 def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Path, mask_fn: Callable,
         net_args: dict | None = None, device: str | torch.device | None = None, resume: bool = True,
-        max_epochs: int | None = None, progress: bool = True) -> Path:
+        max_epochs: int | None = None, progress: bool = True, identity: dict | None = None) -> Path:
     "Train `model` on `dataset` with Algorithm 1; return `run_dir` (holding last.pt and log.jsonl)."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else get_device()
@@ -185,14 +206,18 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
     trackers = _make_trackers(model, dataset, cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler('cuda') if (cfg.amp and device.type == 'cuda') else None
-    start = 0
+    start, records, log_path = 0, [], run_dir / 'log.jsonl'
     if resume and (run_dir / 'last.pt').exists():
-        start = load_checkpoint(run_dir / 'last.pt', model, opt, trackers, scaler)
+        state = read_checkpoint(run_dir / 'last.pt')
+        diffs = checkpoint_mismatch(state, cfg, net_args, identity)
+        if diffs: raise RunMismatchError(mismatch_message(run_dir / 'last.pt', diffs))
+        start, records = restore_checkpoint(state, model, opt, trackers, scaler), list(state['log'])
+        # the checkpoint is the record: a kill between its rename and the log's leaves the log one epoch short
+        if _rank() == 0: write_log(log_path, records)
         logger.info('resumed %s at epoch %d', run_dir, start)
     distributed = dist.is_available() and dist.is_initialized()
     train_model = nn.parallel.DistributedDataParallel(model) if distributed else model
     end = cfg.epochs if max_epochs is None else min(cfg.epochs, start + max_epochs)
-    log_path = run_dir / 'log.jsonl'
     for epoch in range(start, end):
         sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed) if distributed else None
         if sampler is not None: sampler.set_epoch(epoch)
@@ -200,14 +225,15 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
                             generator=_epoch_generator(cfg.seed, epoch) if sampler is None else None,
                             num_workers=cfg.num_workers, drop_last=False)
         record = train_one_epoch(train_model, loader, opt, trackers, cfg, device, epoch, mask_fn, scaler)
+        records.append(record)
         if _rank() == 0:
-            save_checkpoint(run_dir / 'last.pt', model, opt, trackers, epoch, cfg, net_args, scaler)
-            if cfg.keep_every and (epoch + 1) % cfg.keep_every == 0:
-                save_checkpoint(run_dir / f'epoch_{epoch + 1}.pt', model, opt, trackers, epoch, cfg, net_args, scaler)
-            with open(log_path, 'a') as f: f.write(json.dumps(record) + '\n')
+            save = lambda p: save_checkpoint(p, model, opt, trackers, epoch, cfg, net_args, scaler, records, identity)
+            save(run_dir / 'last.pt')
+            if cfg.keep_every and (epoch + 1) % cfg.keep_every == 0: save(run_dir / f'epoch_{epoch + 1}.pt')
+            write_log(log_path, records)
             if progress:
                 losses = ' '.join(f"{a}={record[f'loss_{a}']:.4f}" for a in cfg.aspects)
-                print(f'epoch {epoch + 1}/{cfg.epochs}: {losses}', flush=True)
+                print(f'epoch {epoch + 1}/{cfg.epochs}: {losses}', file=sys.stderr, flush=True)
     # every rank leaves together: the checkpoint exists for all, and no rank tears down its
     # process group while rank 0 is still writing
     if distributed: dist.barrier()
