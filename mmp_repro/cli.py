@@ -13,15 +13,23 @@ from pathlib import Path
 
 from . import __version__
 from .core import Scale, save_json, to_jsonable
-from .paper import EXPERIMENTS, reproduce
+from .paper import EXPERIMENTS, reproduce, rewrite_results_page
 
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['build_parser', 'error_message', 'main']
 
 # %% ../nbs/18_cli.ipynb #a5bceaf1
+def _err(*lines: str) -> None:
+    # progress, resolved configs and warnings go to stderr: stdout carries only the machine-readable result
+    print(*lines, file=sys.stderr, flush=True)
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    if args.page_only:
+        print(json.dumps({'results_page': str(rewrite_results_page(args.figures_dir))}))
+        return 0
     reproduce(scale=args.scale, only=args.only, seed=args.seed, out_root=args.out_root,
-              figures_dir=args.figures_dir, progress_bar=not args.no_progress)
+              figures_dir=args.figures_dir, progress_bar=not args.no_progress, resume=args.resume,
+              allow_dirty=args.allow_dirty)
     return 0
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -37,8 +45,9 @@ def _pipeline_config(args: argparse.Namespace):
     if args.detection_preset: over['detection_preset'] = args.detection_preset
     elif over.get('dataset', 'street') in ('ped2', 'avenue', 'shanghaitech'): over['detection_preset'] = over['dataset']
     if args.no_location: over['location'] = False
-    if args.n_preds: over['net'] = {'n_preds': args.n_preds}
-    train = {k: v for k, v in (('epochs', args.epochs), ('objective', args.objective), ('batch_size', args.batch_size)) if v}
+    # `is not None`, not truthiness: `--epochs 0` must reach the check and fail, not turn into the preset's value
+    if args.n_preds is not None: over['net'] = {'n_preds': args.n_preds}
+    train = {k: v for k, v in (('epochs', args.epochs), ('objective', args.objective), ('batch_size', args.batch_size)) if v is not None}
     if train: over['train'] = train
     if 'aspects' in over: over['aspects'] = ''.join(over['aspects'])
     return PipelineConfig.for_scale(args.scale, **over)
@@ -46,35 +55,45 @@ def _pipeline_config(args: argparse.Namespace):
 def _cmd_run(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import run_pipeline
     cfg = _pipeline_config(args)
-    print(json.dumps(to_jsonable(cfg)), flush=True)
-    metrics = run_pipeline(cfg, args.run_dir, device=args.device, cache_root=args.cache_root, progress=not args.no_progress)
+    if not args.quiet: _err('resolved config: ' + json.dumps(to_jsonable(cfg)))
+    metrics = run_pipeline(cfg, args.run_dir, device=args.device, cache_root=args.cache_root, progress=not args.no_progress,
+                           fresh=args.fresh)
     print(json.dumps(metrics))
     return 0
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from mmp_repro.pipeline import extract_stage
+    from mmp_repro.pipeline import check_config_and_code, claim_run, extract_stage, preflight
     cfg = _pipeline_config(args)
-    Path(args.run_dir).mkdir(parents=True, exist_ok=True)
-    save_json(cfg, Path(args.run_dir) / 'config.json')
+    if not args.quiet: _err('resolved config: ' + json.dumps(to_jsonable(cfg)))
+    preflight(args.run_dir, args.cache_root, args.device)
+    if not args.fresh: check_config_and_code(args.run_dir, cfg)
     train, test, _ = extract_stage(cfg, args.cache_root, progress=not args.no_progress)
+    claim_run(cfg, args.run_dir, train, test, fresh=args.fresh)
     print(json.dumps({'train_objects': sum(len(s) for s in train), 'test_objects': sum(len(s) for s in test),
                       'config': str(Path(args.run_dir) / 'config.json')}))
     return 0
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from mmp_repro.pipeline import extract_stage, load_config, train_stage
+def _staged(args: argparse.Namespace):
+    "The config, objects and checked identity of the run folder that `train` and `score` continue."
+    from mmp_repro.pipeline import extract_stage, load_config, preflight, require_run
     cfg = load_config(args.run_dir)
-    train, _, _ = extract_stage(cfg, args.cache_root, progress=not args.no_progress)
-    train_stage(cfg, train, args.run_dir, args.device, progress=not args.no_progress)
+    dev = preflight(args.run_dir, args.cache_root, args.device)
+    train, test, videos = extract_stage(cfg, args.cache_root, progress=not args.no_progress)
+    require_run(cfg, args.run_dir, train, test)
+    return cfg, dev, train, test, videos
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmp_repro.pipeline import train_stage
+    cfg, dev, train, _, _ = _staged(args)
+    train_stage(cfg, train, args.run_dir, dev, progress=not args.no_progress)
     print(json.dumps({'checkpoint': str(Path(args.run_dir) / 'model' / 'last.pt')}))
     return 0
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from mmp_repro.pipeline import extract_stage, load_config, load_trained, score_stage
-    cfg = load_config(args.run_dir)
-    model, loc = load_trained(args.run_dir, cfg)
-    train, test, videos = extract_stage(cfg, args.cache_root, progress=not args.no_progress)
-    score_stage(cfg, model, loc, train, test, videos, args.run_dir, args.device)
+    from mmp_repro.pipeline import load_trained, model_identity, score_stage
+    cfg, dev, train, test, videos = _staged(args)
+    model, loc = load_trained(args.run_dir, cfg, identity=model_identity(cfg, train))
+    score_stage(cfg, model, loc, train, test, videos, args.run_dir, dev)
     print(json.dumps({'scores': str(Path(args.run_dir) / 'scores'), 'frame_scores': str(Path(args.run_dir) / 'frame_scores')}))
     return 0
 
@@ -84,7 +103,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 def _cmd_watch(args: argparse.Namespace) -> int:
+    from mmp_repro.core import get_device
     from mmp_repro.pipeline import watch
+    get_device(args.device)  # a missing CUDA is reported before the model and the video are opened
     for t, score, objects in watch(args.video, args.run_dir, args.detector, args.device):
         top = objects.sort_values('score', ascending=False).head(1) if 'score' in objects else objects.head(0)
         why = '' if top.empty else ' '.join(f"{c[2:]}={top.iloc[0][c]:+.1f}" for c in top.columns if c.startswith('z_'))
@@ -96,7 +117,11 @@ def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
     p.add_argument('--cache-root', default=None, help='where object samples are cached (default ~/.cache/mmp_repro/objects)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: CUDA when available)')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--quiet', action='store_true', help='print only the JSON result (no resolved config)')
     if not config: return
+    p.add_argument('--fresh', action='store_true',
+                   help='start afresh: an existing RUN_DIR is moved aside to RUN_DIR.old-<time> (without it, a RUN_DIR '
+                        'made with other settings, code or data is refused)')
     g = p.add_argument_group('what to run on (and the ablation hooks of Tables 4-6, 9 and Fig. 5)')
     g.add_argument('--dataset', choices=['street', 'ped2', 'avenue', 'shanghaitech', 'folder'], default=None,
                    help="default street; 'folder' = your videos: ROOT/train (normal) and ROOT/test")
@@ -144,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--out-root', default=None, help='where executed notebooks and raw outputs go (default runs/paper-SCALE)')
     r.add_argument('--figures-dir', default=None, help='where tables, figures and RESULTS.md go (default figures/)')
     r.add_argument('--no-progress', action='store_true', help='no per-cell progress bars')
+    r.add_argument('--resume', action='store_true',
+                   help='keep the executed outputs of an earlier run of the same code (runs resume where their '
+                        'identity matches); default: every experiment starts in an empty folder')
+    r.add_argument('--allow-dirty', action='store_true',
+                   help='write the results from a checkout with uncommitted changes (the sections say so)')
+    r.add_argument('--page-only', action='store_true',
+                   help='run nothing: rewrite RESULTS.md from results.json, with each section marked as current code or not')
     r.set_defaults(func=_cmd_reproduce)
 
     ls = sub.add_parser('list', help='list the experiments reproduce can run')
@@ -167,12 +199,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=_cmd_watch)
     return p
 
+def error_message(command: str, e: BaseException) -> str:
+    "The whole message of an input error, prefixed with the command (a missing dataset's expected tree stays)."
+    text = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text: text += f': {e.filename}'
+    return f'mmp_repro {command}: error: {text}'
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `mmp_repro` console script."
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(levelname)s %(name)s: %(message)s',
+                        stream=sys.stderr)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError) as e:
-        print(f'mmp_repro {args.command}: error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}', file=sys.stderr)
+    # input problems (paths, permissions, settings, a missing CUDA, a run made by other settings) end in a
+    # message and exit code 1; anything else is a bug and keeps its traceback
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        print(error_message(args.command, e), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f'mmp_repro {args.command}: interrupted', file=sys.stderr)
+        return 130

@@ -67,9 +67,12 @@ def seed_everything(seed: int) -> np.random.Generator:
 def get_device(device: str | None = None) -> torch.device:
     "`device` if given, else `$MMP_DEVICE`, else CUDA when available, else the CPU."
     name = device or os.environ.get('MMP_DEVICE') or ('cuda' if torch.cuda.is_available() else 'cpu')
-    dev = torch.device(name)
+    try: dev = torch.device(name)
+    except RuntimeError: raise ValueError(f'unknown device {name!r} (--device): expected cpu, cuda or cuda:N') from None
     if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f'device {name!r} was asked for but CUDA is not available on this machine')
+        raise RuntimeError(f'device {name!r} was asked for but CUDA is not available on this machine (use --device cpu)')
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(f'device {name!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s)')
     return dev
 
 # %% ../nbs/00_core.ipynb #e2d4479f

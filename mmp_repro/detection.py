@@ -24,6 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .core import cache_dir, get_device, project_root
+from .regions import as_regions
 
 logger = logging.getLogger(__name__)
 
@@ -355,14 +356,9 @@ class BackgroundSubtraction(Detector):
 # %% ../nbs/08_detection.ipynb #d854bea0
 TEXT_FORMAT = 'frame_idx,x_min,y_min,x_max,y_max,score[,class_id]'
 
-def _check_record(where: str, frame: float, box: Sequence[float], score: float) -> None:
-    vals = np.array([frame, *box, score], np.float64)
-    if not np.isfinite(vals).all(): raise ValueError(f'{where}: non-finite value')
-    if frame < 0 or frame != int(frame): raise ValueError(f'{where}: frame_idx must be a non-negative integer, got {frame}')
-    if box[2] <= box[0] or box[3] <= box[1]: raise ValueError(f'{where}: need x_max > x_min and y_max > y_min, got {list(box)}')
-
-def _read_text(path: Path, default_class: int) -> tuple[list, list]:
-    rows, classes = [], []
+def _read_text(path: Path, default_class: int) -> tuple[list, list, list]:
+    "Rows, class vectors and line numbers of a text file; the rows are checked by the caller."
+    rows, classes, lines = [], [], []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         s = line.strip()
         if not s or s.startswith('#') or (not rows and s[0].isalpha()): continue
@@ -370,18 +366,19 @@ def _read_text(path: Path, default_class: int) -> tuple[list, list]:
         if len(parts) not in (6, 7): raise ValueError(f'{where}: expected 6 or 7 comma-separated fields ({TEXT_FORMAT}), got {len(parts)}: {s!r}')
         try: v = [float(p) for p in parts]
         except ValueError: raise ValueError(f'{where}: not a number in {s!r} (expected {TEXT_FORMAT})') from None
-        _check_record(where, v[0], v[1:5], v[5])
         c = v[6] if len(v) == 7 else default_class
-        if c != int(c) or not 0 <= c < N_CLASSES: raise ValueError(f'{where}: class_id must be an integer in [0, {N_CLASSES}), got {parts[6]}')
-        rows.append(v[:6]); classes.append(one_hot([int(c)])[0])
-    return rows, classes
+        if not (np.isfinite(c) and c == int(c) and 0 <= c < N_CLASSES):
+            raise ValueError(f'{where}: class_id must be an integer in [0, {N_CLASSES}), got {parts[6]}')
+        rows.append(v[:6]); classes.append(one_hot([int(c)])[0]); lines.append(n)
+    return rows, classes, lines
 
-def _read_json(path: Path, default_class: int) -> tuple[list, list]:
+def _read_json(path: Path, default_class: int) -> tuple[list, list, list]:
+    "Rows, class vectors and record labels of a JSON file; the rows are checked by the caller."
     try: recs = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ValueError(f'{path}: not valid JSON ({e})') from None
     recs = recs.get('detections') if isinstance(recs, dict) else recs
     if not isinstance(recs, list): raise ValueError(f'{path}: expected a list of detections or {{"detections": [...]}}')
-    rows, classes = [], []
+    rows, classes, places = [], [], []
     for i, r in enumerate(recs):
         where = f'{path}: record {i}'
         try:
@@ -390,19 +387,18 @@ def _read_json(path: Path, default_class: int) -> tuple[list, list]:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f'{where}: needs frame_idx, box [x_min, y_min, x_max, y_max], score, optional class_probs/class_id ({e})') from None
         if len(box) != 4: raise ValueError(f'{where}: box must have 4 numbers, got {len(box)}')
-        _check_record(where, frame, box, score)
-        if probs.shape != (N_CLASSES,) or (probs < 0).any() or probs.sum() <= 0:
+        if probs.shape != (N_CLASSES,) or not np.isfinite(probs).all() or (probs < 0).any() or probs.sum() <= 0:
             raise ValueError(f'{where}: class_probs must be {N_CLASSES} non-negative numbers with a positive sum')
-        rows.append([frame, *box, score]); classes.append(probs / probs.sum())
-    return rows, classes
+        rows.append([frame, *box, score]); classes.append(probs / probs.sum()); places.append(f'record {i}')
+    return rows, classes, places
 
-def read_detections(path: str | Path, default_class: int = PERSON) -> Detections:
-    "Detections of one video from a text (`TEXT_FORMAT`) or `.json` file; errors name the file and line."
+def read_detections(path: str | Path, default_class: int = PERSON, num_frames: int | None = None) -> Detections:
+    "Detections of one video from a text (`TEXT_FORMAT`) or `.json` file, checked by `as_regions` (inside `num_frames`, when given)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'detections file {path} not found. Expected one file per video: {TEXT_FORMAT} lines, or JSON')
-    rows, classes = (_read_json if path.suffix.lower() == '.json' else _read_text)(path, default_class)
+    rows, classes, places = (_read_json if path.suffix.lower() == '.json' else _read_text)(path, default_class)
     if not rows: return Detections.empty()
-    rows = np.asarray(rows, np.float64)
+    rows = as_regions(rows, 'detections', str(path), num_frames, places)
     return Detections(rows[:, 0], rows[:, 1:5], rows[:, 5], np.stack(classes))
 
 def write_detections(det: Detections, path: str | Path) -> Path:
@@ -418,15 +414,20 @@ def write_detections(det: Detections, path: str | Path) -> Path:
     return path
 
 class PrecomputedDetector(Detector):
-    "Detections looked up by frame index in a per-video file; frames may be `None` (they are not looked at)."
+    "Detections looked up by frame index in a per-video file, checked against the video's `num_frames` when given; frames may be `None`."
     name = 'precomputed'
     needs_pixels = False
 
-    def __init__(self, path: str | Path, cfg: DetectionConfig | None = None, default_class: int = PERSON):
+    def __init__(self, path: str | Path, cfg: DetectionConfig | None = None, default_class: int = PERSON,
+                 num_frames: int | None = None):
         super().__init__(cfg or DETECTION_PRESETS['none'])
-        self.path, self.table = Path(path), read_detections(path, default_class)
+        self.path, self.num_frames = Path(path), num_frames
+        self.table = read_detections(path, default_class, num_frames)
 
     def _raw(self, frames: list[np.ndarray | None], frame_idx: list[int]) -> list[Raw]:
+        # a frame past the length the caller gave means two counts of this video's frames differ: say so, not 'no boxes'
+        late = [t for t in frame_idx if self.num_frames is not None and not 0 <= t < self.num_frames]
+        if late: raise ValueError(f'{self.path}: frame {late[0]} asked for, but the video has {self.num_frames} frames')
         return [(d.boxes, d.scores, d.classes) for d in (self.table.for_frame(t) for t in frame_idx)]
 
 # %% ../nbs/08_detection.ipynb #9e2f8343

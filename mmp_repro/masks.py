@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 # %% auto #0
-__all__ = ['grid_shape', 'n_removed', 'random_patch_masks', 'fixed_patch_masks', 'apply_mask']
+__all__ = ['grid_shape', 'n_removed', 'random_patch_masks', 'fixed_patch_masks', 'apply_mask', 'keyed_patch_masks']
 
 # %% ../nbs/04_masks.ipynb #052c3baf
 def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -47,3 +47,26 @@ def fixed_patch_masks(n: int, size: int | tuple[int, int], patch: int, ratio: fl
 def apply_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "`X_M = X * M`. `x: (B, C, H, W)`, `mask: (B, 1, H, W)` (1 = keep)."
     return x * mask.to(x.dtype)
+
+# %% ../nbs/04_masks.ipynb #55ba2d3e
+_M31 = (1 << 31) - 1
+
+def _mix31(x: torch.Tensor) -> torch.Tensor:
+    # an integer hash kept below 2**31 so that no int64 product overflows: nearby keys get unrelated bits
+    x = x & _M31
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _M31
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _M31
+    return x ^ (x >> 16)
+
+def keyed_patch_masks(keys: torch.Tensor, size: int | tuple[int, int], patch: int, ratio: float, seed: int = 0,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    "One patch-grid mask per integer key, a function of `(key, seed)` alone -> `(len(keys), 1, H, W)`, 1 = keep."
+    gh, gw = grid_shape(size, patch)
+    k = n_removed(size, patch, ratio)
+    keys = torch.as_tensor(keys, dtype=torch.int64).cpu().reshape(-1)
+    base = _mix31(_mix31(keys) ^ _mix31(keys >> 31) ^ _mix31(torch.tensor(int(seed), dtype=torch.int64)))
+    cells = torch.arange(gh * gw, dtype=torch.int64)
+    noise = _mix31(base[:, None] * 1031 + cells[None, :] * 7 + 1)
+    rank = noise.argsort(dim=1, stable=True).argsort(dim=1)
+    keep = (rank >= k).float().view(-1, 1, gh, gw).repeat_interleave(patch, 2).repeat_interleave(patch, 3)
+    return keep.to(device) if device is not None else keep

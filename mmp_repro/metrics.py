@@ -6,63 +6,27 @@
 from __future__ import annotations
 
 import argparse
-import enum
-import io
 import json
 import logging
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from .regions import as_regions, check_unit_interval, read_region_folder
+# re-exported: the formats and file helpers moved to 04a_regions, and callers import them from here
+from .regions import RegionFormat, read_regions, write_region_folder, write_regions  # noqa: F401
 
 # %% auto #0
-__all__ = ['logger', 'IOU_THRESHOLD', 'TRACK_FRACTION', 'RegionFormat', 'as_regions', 'paired_iou', 'RegionCurves',
-           'region_curves', 'curve_area', 'rbdc_tbdc', 'plot_region_curves', 'read_regions', 'write_regions',
-           'read_region_folder', 'write_region_folder', 'eval_regions_cli', 'frame_auc', 'random_region_data',
-           'benchmark_metrics']
+__all__ = ['logger', 'IOU_THRESHOLD', 'TRACK_FRACTION', 'paired_iou', 'RegionCurves', 'region_curves', 'curve_area', 'rbdc_tbdc',
+           'plot_region_curves', 'eval_regions_cli', 'frame_auc', 'random_region_data', 'benchmark_metrics']
 
 # %% ../nbs/15_metrics.ipynb #8fc717f4
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/15_metrics.ipynb #c201bc2f
-class RegionFormat(str, enum.Enum):
-    "Which six-column table: `tracks` (ground truth) or `detections` (scored regions)."
-    tracks = 'tracks'
-    detections = 'detections'
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        box = ('x_min', 'y_min', 'x_max', 'y_max')
-        return ('track_id', 'frame_idx', *box) if self is RegionFormat.tracks else ('frame_idx', *box, 'score')
-
-def _invalid_row(rows: np.ndarray, fmt: RegionFormat) -> tuple[int, str] | None:
-    "The first row of `rows: (N, 6)` that breaks `fmt`, with the reason; None when all are valid."
-    t = fmt is RegionFormat.tracks
-    ints, box = (rows[:, :2], rows[:, 2:]) if t else (rows[:, :1], rows[:, 1:5])
-    checks = [(~np.isfinite(rows).all(1), 'a value is not a finite number'),
-              ((ints != np.round(ints)).any(1), f"{' and '.join(fmt.columns[:ints.shape[1]])} must be integers"),
-              (rows[:, int(t)] < 0, 'frame_idx is negative'),
-              ((box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1]), 'x_max < x_min or y_max < y_min')]
-    bad = np.logical_or.reduce([m for m, _ in checks])
-    if not bad.any(): return None
-    i = int(np.argmax(bad))
-    return i, next(why for m, why in checks if m[i])
-
-def as_regions(rows, fmt: str | RegionFormat, where: str = 'input') -> np.ndarray:
-    "Check `rows` against `fmt` and return them as a float64 `(N, 6)` array; errors name `where` and the row."
-    fmt = RegionFormat(fmt)
-    a = np.asarray(rows, dtype=np.float64)
-    if a.size == 0: a = a.reshape(0, 6)
-    if a.ndim != 2 or a.shape[1] != 6:
-        raise ValueError(f"{where}: expected an (N, 6) array of {fmt.value} ({','.join(fmt.columns)}), got shape {a.shape}")
-    bad = _invalid_row(a, fmt)
-    if bad: raise ValueError(f'{where}: row {bad[0]}: {bad[1]}')
-    return a
-
 def _matched_videos(a: Mapping, b: Mapping, a_name: str, b_name: str) -> list[str]:
     "The video names of two mappings, sorted; an error names any video that only one of them has."
     only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
@@ -108,14 +72,25 @@ def _needed(n: np.ndarray, fraction: float) -> np.ndarray:
     "How many of a track's `n` regions must be detected: `max(1, ceil(fraction * n))`, robust to 0.1*30 = 3.0000000000000004."
     return np.maximum(1, np.ceil(np.round(fraction * n, 9))).astype(np.int64)
 
+def _check_frame_total(names: list[str], gt: list[np.ndarray], dt: list[np.ndarray], num_frames: int) -> None:
+    "An error unless `num_frames` covers every video's largest frame index + 1, summed over the videos."
+    last = [int(max(g[:, 1].max(initial=-1), d[:, 0].max(initial=-1))) for g, d in zip(gt, dt)]
+    need = sum(last) + len(last)
+    if need > num_frames:
+        w = int(np.argmax(last))
+        raise ValueError(f'num_frames is {num_frames}, but the videos need at least {need} frames in all (each '
+                         f"video's largest frame index + 1, summed): video {names[w]!r} uses frame index {last[w]}")
+
 def region_curves(tracks: Mapping[str, np.ndarray], detections: Mapping[str, np.ndarray], num_frames: int,
                   iou_threshold: float = IOU_THRESHOLD, track_fraction: float = TRACK_FRACTION) -> RegionCurves:
     "RBDC/TBDC curves. `tracks[video]: (N, 6)`, `detections[video]: (M, 6)`, `num_frames`: test frames over all videos."
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ValueError(f'num_frames must be a positive integer (test frames over all videos), got {num_frames!r}')
+    check_unit_interval('iou_threshold', iou_threshold); check_unit_interval('track_fraction', track_fraction)
     names = _matched_videos(tracks, detections, 'tracks', 'detections')
     gt = [as_regions(tracks[v], 'tracks', f'tracks of video {v!r}') for v in names]
     dt = [as_regions(detections[v], 'detections', f'detections of video {v!r}') for v in names]
+    _check_frame_total(names, gt, dt, num_frames)
     g_vid = np.repeat(np.arange(len(names)), [len(a) for a in gt])
     d_vid = np.repeat(np.arange(len(names)), [len(a) for a in dt])
     G, D = np.concatenate(gt), np.concatenate(dt)
@@ -124,9 +99,6 @@ def region_curves(tracks: Mapping[str, np.ndarray], detections: Mapping[str, np.
     # one integer key per (video, frame) lets all videos share one sorted index
     span = int(max(G[:, 1].max(), D[:, 0].max() if n_det else 0)) + 1
     g_key, d_key = g_vid * span + G[:, 1].astype(np.int64), d_vid * span + D[:, 0].astype(np.int64)
-    n_seen = np.unique(np.concatenate([g_key, d_key])).size
-    if n_seen > num_frames:
-        raise ValueError(f'the inputs use {n_seen} distinct (video, frame) pairs but num_frames is {num_frames}')
     _, track_of = np.unique(np.stack([g_vid, G[:, 0].astype(np.int64)], 1), axis=0, return_inverse=True)
     track_of = track_of.ravel()
     n_trk = int(track_of.max()) + 1
@@ -190,78 +162,6 @@ def plot_region_curves(curves: RegionCurves, ax=None, title: str = ''):
     ax.legend(loc='lower right')
     return ax
 
-# %% ../nbs/15_metrics.ipynb #a59ca2c4
-_SUFFIXES = ('.txt', '.csv')
-
-def _is_number(s: str) -> bool:
-    try: float(s); return True
-    except ValueError: return False
-
-def _bad_line(path: Path, lines: list[str], content: list[int], fmt: RegionFormat) -> ValueError | None:
-    "The error for the first of the `content` lines that is not six numbers, if any."
-    for i in content:
-        fields = lines[i].split(',')
-        if len(fields) != 6 or not all(_is_number(f) for f in fields):
-            return ValueError(f"{path}:{i + 1}: expected 6 comma-separated numbers ({','.join(fmt.columns)}), "
-                              f'got {lines[i].strip()[:80]!r}')
-    return None
-
-def _is_content(line: str) -> bool: return bool(line.strip()) and not line.lstrip().startswith('#')
-
-def read_regions(path: str | Path, fmt: str | RegionFormat) -> np.ndarray:
-    "Read one video's tracks or detections file into a float64 `(N, 6)` array."
-    path, fmt = Path(path), RegionFormat(fmt)
-    text = path.read_text()
-    lines = text.splitlines()
-    first = next((i for i, l in enumerate(lines) if _is_content(l)), None)
-    if first is None: return np.zeros((0, 6))
-    head = lines[first].split(',')
-    skip = [first] if len(head) == 6 and not any(_is_number(f) for f in head) else []
-    try:  # pandas' C parser is ~4x faster than np.loadtxt on a million rows
-        rows = pd.read_csv(io.StringIO(text), header=None, comment='#', skiprows=skip, dtype=np.float64).to_numpy()
-    except pd.errors.EmptyDataError: return np.zeros((0, 6))
-    except ValueError: rows = None
-    content = None
-    if rows is None or rows.shape[1] != 6 or np.isnan(rows).any():  # slow path: find the bad line, or parse line by line
-        content = [i for i, l in enumerate(lines) if _is_content(l)][len(skip):]
-        bad = _bad_line(path, lines, content, fmt)
-        if bad: raise bad
-        rows = np.loadtxt([lines[i] for i in content], delimiter=',', ndmin=2, comments=None, dtype=np.float64)
-    bad = _invalid_row(rows, fmt)
-    if bad:
-        content = content or [i for i, l in enumerate(lines) if _is_content(l)][len(skip):]
-        raise ValueError(f'{path}:{content[bad[0]] + 1}: {bad[1]}')
-    return rows
-
-def write_regions(path: str | Path, rows: np.ndarray, fmt: str | RegionFormat) -> Path:
-    "Write one video's `(N, 6)` tracks or detections as comma-separated rows, no header; whole-number columns as integers."
-    fmt, path = RegionFormat(fmt), Path(path)
-    rows = as_regions(rows, fmt, str(path))
-    df = pd.DataFrame(rows, columns=fmt.columns)
-    ints = [c for c in df if (df[c] == df[c].round()).all()]  # ids, and boxes in whole pixels, without '.0'
-    df[ints] = df[ints].astype(np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, header=False, index=False, lineterminator='\n')
-    return path
-
-def read_region_folder(folder: str | Path, fmt: str | RegionFormat) -> dict[str, np.ndarray]:
-    "Read every `.txt`/`.csv` file of `folder` as one video's tracks or detections, keyed by file stem."
-    folder, fmt = Path(folder), RegionFormat(fmt)
-    if not folder.is_dir(): raise FileNotFoundError(f'{fmt.value} folder {folder} does not exist')
-    files = sorted(p for p in folder.iterdir() if p.suffix in _SUFFIXES and p.is_file() and not p.name.startswith('.'))
-    if not files: raise FileNotFoundError(f'no .txt or .csv {fmt.value} files in {folder}: expected one file per video')
-    out = {}
-    for p in files:
-        if p.stem in out: raise ValueError(f'{folder}: two files for video {p.stem!r} ({p.stem}.txt and {p.stem}.csv)')
-        out[p.stem] = read_regions(p, fmt)
-    return out
-
-def write_region_folder(folder: str | Path, videos: Mapping[str, np.ndarray], fmt: str | RegionFormat,
-                        suffix: str = '.txt') -> Path:
-    "Write one file per video (`<folder>/<video><suffix>`)."
-    for name, rows in videos.items(): write_regions(Path(folder) / f'{name}{suffix}', rows, fmt)
-    return Path(folder)
-
 # %% ../nbs/15_metrics.ipynb #9e4a4771
 def eval_regions_cli(argv: list[str] | None = None) -> int:
     "Entry point of `mmp_eval_regions`: RBDC/TBDC from a tracks folder and a detections folder."
@@ -276,11 +176,14 @@ def eval_regions_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--detections', required=True, metavar='DIR', help='folder of scored-region files, one per test video')
     p.add_argument('--num_frames', required=True, type=int, metavar='N',
                    help='number of test frames over all test videos (the false-positive rate is per frame)')
-    p.add_argument('--iou', type=float, default=IOU_THRESHOLD, help='minimum IoU for a match (default %(default)s)')
+    p.add_argument('--iou', type=float, default=IOU_THRESHOLD, help='minimum IoU for a match, in (0, 1] (default %(default)s)')
     p.add_argument('--track_fraction', type=float, default=TRACK_FRACTION,
-                   help='fraction of its regions that detects a track (default %(default)s)')
+                   help='fraction of its regions that detects a track, in (0, 1] (default %(default)s)')
     args = p.parse_args(argv)
     try:
+        if args.num_frames < 1:
+            raise ValueError(f'--num_frames must be a positive integer (test frames over all videos), got {args.num_frames}')
+        check_unit_interval('--iou', args.iou); check_unit_interval('--track_fraction', args.track_fraction)
         tracks = read_region_folder(args.tracks, 'tracks')
         dets = read_region_folder(args.detections, 'detections')
         c = region_curves(tracks, dets, args.num_frames, args.iou, args.track_fraction)

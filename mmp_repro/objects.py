@@ -23,12 +23,13 @@ from tqdm.auto import tqdm
 
 from .detection import Detections, Detector, N_CLASSES, nms
 from .flow import make_flow
+from .runs import source_hash
 from .video import Video
 
 # %% auto #0
-__all__ = ['logger', 'ObjectConfig', 'crop_boxes', 'window_starts', 'window_detections', 'ObjectSamples', 'crop_window',
-           'samples_from_parts', 'extract_video', 'detector_classes', 'BoxListDetector', 'extraction_key',
-           'source_stamp', 'save_samples', 'load_samples', 'extract_objects', 'ObjectDataset']
+__all__ = ['logger', 'EXTRACTION_MODULES', 'ObjectConfig', 'crop_boxes', 'window_starts', 'window_detections', 'ObjectSamples',
+           'crop_window', 'samples_from_parts', 'extract_video', 'detector_classes', 'BoxListDetector',
+           'extraction_key', 'source_stamp', 'save_samples', 'load_samples', 'extract_objects', 'ObjectDataset']
 
 # %% ../nbs/10_objects.ipynb #a107f92a
 logger = logging.getLogger(__name__)
@@ -160,11 +161,15 @@ class BoxListDetector(Detector):
         return out
 
 # %% ../nbs/10_objects.ipynb #fbf6fe8e
+EXTRACTION_MODULES = ('video', 'detection', 'flow', 'objects')
+
 def extraction_key(cfg: ObjectConfig, detector: Detector) -> str:
     "A short hash of everything that determines the samples."
     desc = {'objects': asdict(cfg), 'detector': detector.name,
             'detector_cfg': asdict(detector.cfg) if hasattr(detector.cfg, '__dataclass_fields__') else repr(detector.cfg),
-            'detector_id': getattr(detector, 'cache_id', ''), 'version': 1}
+            'detector_id': getattr(detector, 'cache_id', ''), 'version': 1,
+            # the code that makes samples is part of what they are: edited extraction code never reads old samples
+            'code': source_hash(EXTRACTION_MODULES)}
     return hashlib.sha1(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 def _sha256(path: Path) -> str:

@@ -5,17 +5,21 @@
 # %% ../nbs/16_paper.ipynb #3067c120
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import MissingInputError, Scale, Stopwatch, as_scale, git_commit, project_root, save_json
+from .core import MissingInputError, Scale, Stopwatch, as_scale, project_root, save_json
+from .runs import atomic_write_bytes, check_writable, code_identity, source_hash
 
 # %% auto #0
 __all__ = ['logger', 'EXPERIMENTS', 'FIGURE_SUFFIXES', 'Experiment', 'select_experiments', 'notebooks_dir', 'run_experiment',
-           'gather_outputs', 'load_results', 'write_results_page', 'missing_input', 'reproduce']
+           'output_files', 'gather_outputs', 'load_results', 'notebook_hash', 'section_status', 'render_results_page',
+           'write_results_page', 'rewrite_results_page', 'missing_input', 'reproduce']
 
 # %% ../nbs/16_paper.ipynb #8acaf7fe
 logger = logging.getLogger(__name__)
@@ -75,15 +79,17 @@ def run_experiment(exp: Experiment, scale: str | Scale, out_root: str | Path, se
 # %% ../nbs/16_paper.ipynb #a9d6b0ff
 FIGURE_SUFFIXES = ('.png', '.csv', '.md')
 
+def output_files(out: str | Path) -> list[Path]:
+    "The tables and figures at the top of an experiment's output folder."
+    return [f for f in sorted(Path(out).iterdir()) if f.is_file() and f.suffix in FIGURE_SUFFIXES]
+
 def gather_outputs(out: str | Path, figures_dir: str | Path) -> list[Path]:
-    "Copy the tables and figures at the top of `out` into `figures_dir`; return the copied paths."
+    "Copy the tables and figures at the top of `out` into `figures_dir` (each file atomically); return the copied paths."
     figures_dir = Path(figures_dir); figures_dir.mkdir(parents=True, exist_ok=True)
     copied = []
-    for f in sorted(Path(out).iterdir()):
-        if f.is_file() and f.suffix in FIGURE_SUFFIXES:
-            tmp = figures_dir / (f.name + '.tmp')
-            shutil.copyfile(f, tmp); tmp.replace(figures_dir / f.name)
-            copied.append(figures_dir / f.name)
+    for f in output_files(out):
+        atomic_write_bytes(figures_dir / f.name, f.read_bytes())
+        copied.append(figures_dir / f.name)
     return copied
 
 def load_results(figures_dir: str | Path) -> dict:
@@ -91,14 +97,37 @@ def load_results(figures_dir: str | Path) -> dict:
     p = Path(figures_dir) / 'results.json'
     return json.loads(p.read_text()) if p.exists() else {'experiments': {}}
 
+def notebook_hash(path: str | Path) -> str:
+    "SHA-256 of a notebook's code cells (outputs and metadata left out): the experiment's own code."
+    cells = json.loads(Path(path).read_text())['cells']
+    return hashlib.sha256('\n\0'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'code').encode()).hexdigest()
+
+def section_status(rec: dict, nbs: str | Path | None = None) -> tuple[bool, str]:
+    "Whether a section was produced by the code installed now (package sources and its notebook), and a line saying so."
+    prov = rec.get('provenance') or {}
+    if not prov: return False, 'produced by an earlier version that recorded no source hash: **stale**, regenerate it'
+    nb = Path(nbs or notebooks_dir()) / rec.get('notebook', '') if (nbs or _has_checkout()) else None
+    same_src = prov.get('source_sha256') == source_hash()
+    same_nb = nb is None or not nb.is_file() or prov.get('notebook_sha256') == notebook_hash(nb)
+    commit = prov.get('git_commit')
+    where = (f"commit `{commit[:12]}`" + (' with uncommitted changes' if prov.get('git_dirty') else ', clean tree')) if commit else 'no git checkout'
+    made = f"mmp_repro {prov.get('version')}, sources `{str(prov.get('source_sha256'))[:12]}`, {where}"
+    if same_src and same_nb and not prov.get('git_dirty'): return True, f'{made}: **the code now in this checkout**'
+    why = 'uncommitted changes' if prov.get('git_dirty') else ('older package sources' if not same_src else 'an older version of its notebook')
+    return False, f'{made}: **not the code now in this checkout** ({why}); regenerate with `mmp_repro reproduce --only {rec.get("name", "...")}`'
+
+def _has_checkout() -> bool:
+    return (project_root() / 'nbs').is_dir()
+
 def _experiment_section(name: str, rec: dict, figures_dir: Path) -> str:
     exp = EXPERIMENTS.get(name)
     title = exp.title if exp else name
     cfg = rec.get('config', {})
+    current, status = section_status({**rec, 'name': name})
     lines = [f'## {title}', '',
              f"Notebook `{rec.get('notebook', exp.notebook if exp else '?')}` · scale `{cfg.get('scale', '?')}` · "
-             f"seed {cfg.get('seed', '?')} · wall time {rec.get('wall_time_s', '?')} s · "
-             f"commit `{str(rec.get('git_commit', 'unknown'))[:12]}`", '']
+             f"seed {cfg.get('seed', '?')} · wall time {rec.get('wall_time_s', '?')} s", '',
+             f"Produced by {status}.", '']
     for f in rec.get('files', []):
         path = figures_dir / f
         if f.endswith('.md') and path.exists(): lines += [path.read_text().strip(), '']
@@ -108,21 +137,40 @@ def _experiment_section(name: str, rec: dict, figures_dir: Path) -> str:
               '', '</details>', '']
     return '\n'.join(lines)
 
-def write_results_page(figures_dir: str | Path, results: dict) -> Path:
-    "Write `results.json` and `RESULTS.md` in `figures_dir` from the collected `results`."
+def render_results_page(figures_dir: str | Path, results: dict) -> str:
+    "The text of `RESULTS.md` for `results`, each section marked as produced by the current code or not."
     figures_dir = Path(figures_dir)
-    save_json(results, figures_dir / 'results.json')
     head = ['# Results', '',
             'Every number below was computed by the notebook named in its section and gathered by '
             '`mmp_repro reproduce`; the paper\'s numbers are quoted beside ours and labelled as such. '
-            'Regenerate with `make reproduce` (quick scale).', '']
+            'Regenerate with `make reproduce` (quick scale). Each section says which code produced it: the '
+            'SHA-256 of the package sources and of its notebook\'s code, and the commit they were run from.', '']
+    statuses = {n: section_status({**r, 'name': n})[0] for n, r in results['experiments'].items()}
+    if statuses and all(statuses.values()):
+        head += [f"All {len(statuses)} sections were produced by the code now in this checkout "
+                 f"(sources `{source_hash()[:12]}`).", '']
+    elif statuses:
+        head += ['**Sections not produced by the code now in this checkout:** ' +
+                 ', '.join(f'`{n}`' for n, ok in statuses.items() if not ok) + '.', '']
     if results.get('skipped'):
         head += ['**Skipped in the last run for want of input** (the sections below keep earlier results, if any):', '']
         head += [f'- `{n}`: {why}' for n, why in results['skipped'].items()] + ['']
     body = [_experiment_section(n, r, figures_dir) for n, r in results['experiments'].items()]
+    return '\n'.join(head + body)
+
+def write_results_page(figures_dir: str | Path, results: dict) -> Path:
+    "Write `results.json` and `RESULTS.md` in `figures_dir` from the collected `results`."
+    figures_dir = Path(figures_dir)
+    save_json(results, figures_dir / 'results.json')
     page = figures_dir / 'RESULTS.md'
-    tmp = page.with_suffix('.md.tmp'); tmp.write_text('\n'.join(head + body)); tmp.replace(page)
+    atomic_write_bytes(page, render_results_page(figures_dir, results).encode())
     return page
+
+def rewrite_results_page(figures_dir: str | Path | None = None) -> Path:
+    "Rewrite `RESULTS.md` from `results.json` (nothing is run), so that its current-code marks are true today."
+    figures_dir = Path(figures_dir or project_root() / 'figures')
+    if not (figures_dir / 'results.json').exists(): raise FileNotFoundError(f'{figures_dir / "results.json"} not found')
+    return write_results_page(figures_dir, load_results(figures_dir))
 
 # %% ../nbs/16_paper.ipynb #655e10f7
 def missing_input(e: BaseException) -> str:
@@ -131,41 +179,58 @@ def missing_input(e: BaseException) -> str:
     if getattr(e, 'ename', '') == 'MissingInputError': return str(getattr(e, 'evalue', '')).strip()
     return ''
 
+def _say(msg: str) -> None: print(msg, file=sys.stderr, flush=True)
+
 def reproduce(scale: str | Scale = 'quick', only: list[str] | None = None, seed: int = 0,
               out_root: str | Path | None = None, figures_dir: str | Path | None = None,
-              progress_bar: bool = True) -> dict:
-    "Run experiments with papermill and gather their tables and figures into `figures_dir`."
+              progress_bar: bool = True, resume: bool = False, allow_dirty: bool = False) -> dict:
+    "Run experiments with papermill; only when none failed, gather their tables and figures into `figures_dir`."
     scale = as_scale(scale)
     root = project_root()
     exps = select_experiments(only)
+    nbs = notebooks_dir(root)
+    code = code_identity()
+    if code['git_dirty'] and not allow_dirty:
+        raise RuntimeError(f'{root} has uncommitted changes (see `git status`): results made now could not be traced '
+                           'to a commit. Commit first, or pass --allow-dirty to write them marked as such.')
     out_root = Path(out_root or root / 'runs' / f'paper-{scale.value}')
     figures_dir = Path(figures_dir or root / 'figures')
-    results = load_results(figures_dir)
-    failures, skipped = {}, {}
+    check_writable(figures_dir, 'figures folder')
+    done, failures, skipped = {}, {}, {}
     total = Stopwatch()
     for i, exp in enumerate(exps, 1):
-        print(f'[{i}/{len(exps)}] {exp.name}: {exp.title} ({exp.notebook}, scale={scale.value})', flush=True)
+        _say(f'[{i}/{len(exps)}] {exp.name}: {exp.title} ({exp.notebook}, scale={scale.value})')
+        if not resume: shutil.rmtree(out_root / exp.name, ignore_errors=True)  # nothing from an earlier run is reused
         sw = Stopwatch()
         try:
-            out = run_experiment(exp, scale, out_root, seed=seed, progress_bar=progress_bar)
+            out = run_experiment(exp, scale, out_root, seed=seed, nbs=nbs, progress_bar=progress_bar)
         except Exception as e:  # keep going: report every failing experiment at the end
             if missing_input(e):  # data that cannot be fetched (e.g. a video to copy in): say so, do not fail the run
                 skipped[exp.name] = missing_input(e)
-                print(f'    skipped: input missing: {skipped[exp.name]}', flush=True)
+                _say(f'    skipped: input missing: {skipped[exp.name]}')
                 continue
             failures[exp.name] = f'{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}'
-            print(f'    failed after {sw.elapsed:.1f} s: {failures[exp.name]}', flush=True)
+            _say(f'    failed after {sw.elapsed:.1f} s: {failures[exp.name]}')
             continue
-        files = gather_outputs(out, figures_dir)
         rec_path = out / 'results.json'
         rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
-        rec.update(notebook=exp.notebook, files=[f.name for f in files], runner_wall_time_s=round(sw.elapsed, 2),
-                   executed_notebook=str(out / exp.notebook))
-        results['experiments'][exp.name] = rec
-        print(f'    done in {sw.elapsed:.1f} s: {len(files)} files -> {figures_dir}', flush=True)
-    results.update(scale=scale.value, seed=seed, git_commit=git_commit(root), skipped=skipped)
-    write_results_page(figures_dir, results)
-    print(f'all done in {total.elapsed:.1f} s; results page: {figures_dir / "RESULTS.md"}', flush=True)
-    if failures:
-        raise RuntimeError('experiments failed: ' + '; '.join(f'{k} ({v})' for k, v in failures.items()))
+        rec.update(notebook=exp.notebook, files=[f.name for f in output_files(out)], runner_wall_time_s=round(sw.elapsed, 2),
+                   executed_notebook=str(out / exp.notebook),
+                   provenance={'version': code['version'], 'source_sha256': code['source_sha256'],
+                               'git_commit': code['git_commit'], 'git_dirty': code['git_dirty'],
+                               'notebook_sha256': notebook_hash(nbs / exp.notebook), 'fresh': not resume})
+        done[exp.name] = (out, rec)
+        _say(f'    done in {sw.elapsed:.1f} s: {len(rec["files"])} files')
+    if failures:  # the page and figures/ stay as they were: never half old, half new
+        raise RuntimeError('experiments failed, figures/ left unchanged: ' + '; '.join(f'{k} ({v})' for k, v in failures.items()) +
+                           f'. Their executed notebooks are in {out_root}.')
+    if source_hash() != code['source_sha256'] or code_identity()['git_dirty'] != code['git_dirty']:
+        raise RuntimeError('the package sources or the checkout changed while the experiments ran: figures/ left unchanged')
+    results = load_results(figures_dir)
+    for name, (out, rec) in done.items():
+        gather_outputs(out, figures_dir)
+        results['experiments'][name] = rec
+    results.update(scale=scale.value, seed=seed, git_commit=code['git_commit'], source_sha256=code['source_sha256'], skipped=skipped)
+    page = write_results_page(figures_dir, results)
+    _say(f'all done in {total.elapsed:.1f} s; results page: {page}')
     return results

@@ -19,12 +19,12 @@ import torch
 from .core import Stopwatch, as_scale, cache_dir, get_device, save_json, seed_everything, to_jsonable
 from .detection import DETECTION_PRESETS, PrecomputedDetector, detection_config, make_detector
 from .location import LocationModule, boxes_to_location, fit_location
-from .masks import apply_mask, random_patch_masks
+from .masks import apply_mask, keyed_patch_masks, random_patch_masks
 from .flow import make_flow
 from .metrics import frame_auc, rbdc_tbdc, read_region_folder
 from .networks import MMPAMS, NetConfig, net_config
-from .objects import (ObjectConfig, ObjectDataset, ObjectSamples, crop_window, extract_objects,
-                               samples_from_parts)
+from .objects import (Detections, ObjectConfig, ObjectDataset, ObjectSamples, crop_window, extract_objects,
+                               samples_from_parts, window_detections)
 from .scoring import (SCORE_PRESETS, AspectStats, ScoreWeights, fit_aspect_stats, frame_scores,
                                location_losses, model_losses, score_objects, write_scored_regions)
 from .street import ensure_street
@@ -160,15 +160,18 @@ def detector_for(cfg: PipelineConfig, split: str):
     "A function video -> detector for `split` (frames are RGB)."
     if cfg.detector == 'oracle':
         folder = _dataset_root(cfg) / 'oracle_detections' / ('training' if split == 'train' else 'testing')
-        return lambda v: PrecomputedDetector(folder / f'{v.name}.txt')
+        return lambda v: PrecomputedDetector(folder / f'{v.name}.txt', num_frames=v.num_frames)
     if cfg.detector == 'precomputed':
         folder = Path(cfg.detections) / split
         def from_file(v):
             found = [folder / f'{v.name}{ext}' for ext in ('.txt', '.json') if (folder / f'{v.name}{ext}').is_file()]
             if not found: raise FileNotFoundError(f'{folder / v.name}.txt (or .json): no detections for video {v.name!r}')
-            return PrecomputedDetector(found[0], cfg=detection_config(cfg.detection_preset))  # the dataset's thresholds apply
+            return PrecomputedDetector(found[0], cfg=detection_config(cfg.detection_preset),  # the dataset's thresholds apply
+                                       num_frames=v.num_frames)
         return from_file
-    det = make_detector(cfg.detector, cfg=detection_config(cfg.detection_preset), rgb=True, **_detector_files(cfg, cfg.detector))
+    make = lambda: make_detector(cfg.detector, cfg=detection_config(cfg.detection_preset), rgb=True, **_detector_files(cfg, cfg.detector))
+    if cfg.detector == 'bgsub': return lambda v: make()  # its background model must not carry over from one video to the next
+    det = make()
     return lambda v: det
 
 def _detector_files(cfg: PipelineConfig, name: str) -> dict:
@@ -229,10 +232,13 @@ def require_run(cfg: PipelineConfig, run_dir: str | Path, train: list[ObjectSamp
 
 # %% ../nbs/17_pipeline.ipynb #736c0a51
 def mask_for(cfg: PipelineConfig):
-    "The masking function `(x, generator) -> X_MP` of the run (identity when `mask_ratio == 0`)."
+    "The masking function `(x, generator) -> X_MP` of the run (identity when `mask_ratio == 0`); its `keyed(x, keys)` is the test mask."
     if cfg.mask_ratio == 0: return lambda x, g: x
     def masked(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return apply_mask(x, random_patch_masks(x.shape[0], tuple(x.shape[-2:]), cfg.mask_patch, cfg.mask_ratio, g, x.device))
+    # at test time each object's mask comes from its frame and box (04_masks): online and offline scores agree
+    masked.keyed = lambda x, keys: apply_mask(x, keyed_patch_masks(keys, tuple(x.shape[-2:]), cfg.mask_patch, cfg.mask_ratio,
+                                                                   cfg.seed, x.device))
     return masked
 
 def _location_data(train: list[ObjectSamples]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -393,7 +399,7 @@ def watch(video_path: str | Path, run_dir: str | Path, detector: str = 'yolov3-t
     prev = None
     for t, frame in enumerate(source.read(i) for i in range(len(source))):
         if prev is not None:
-            d = det.detect(prev, t - 1)
+            d = window_detections(Detections.concat([det.detect(prev, t - 1)]), t - 1, 2, cfg.objects.window_nms_iou)  # as extraction does
             table = pd.DataFrame(d.boxes, columns=['x_min', 'y_min', 'x_max', 'y_max']).assign(frame_idx=t - 1)
             if len(d):
                 s = samples_from_parts(Path(video_path).stem, prev.shape[:2], [crop_window([prev, frame], d, cfg.objects, flow_fn)], cfg.objects)

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import io
 import json
@@ -91,8 +90,8 @@ def source_files(modules: Iterable[str] | None = None) -> list[Path]:
     if missing: raise FileNotFoundError(f'no such module file(s): {missing}')
     return sorted(files)
 
-@functools.lru_cache(maxsize=None)
 def _hash_files(files: tuple[Path, ...]) -> str:
+    # not cached: `reproduce` hashes again at the end to notice sources edited while it ran (about 1 ms)
     h = hashlib.sha256()
     root = _package_dir()
     for f in files:

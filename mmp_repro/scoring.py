@@ -20,7 +20,7 @@ from .training import DEFAULT_DISTANCES
 # %% auto #0
 __all__ = ['APPEARANCE_ASPECTS', 'LOCATION_ASPECTS', 'SCORE_PRESETS', 'REGION_COLUMNS', 'AspectStats', 'fit_aspect_stats',
            'zscore_losses', 'ScoreWeights', 'combine_scores', 'frame_scores', 'score_objects', 'write_scored_regions',
-           'model_losses', 'location_losses']
+           'object_keys', 'model_losses', 'location_losses']
 
 # %% ../nbs/14_scoring.ipynb #51b0f1c6
 APPEARANCE_ASPECTS = ('F', 'O', 'C')          # Γ: future frame, flow magnitude, class
@@ -121,6 +121,12 @@ def write_scored_regions(scored: pd.DataFrame, path: str | Path, objects_path: s
     return path
 
 # %% ../nbs/14_scoring.ipynb #1ff026d7
+def object_keys(frame_idx: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    "One int64 key per object from its frame and box `(B, 4)` px: what its test mask is drawn from."
+    b = torch.as_tensor(boxes).round().to(torch.int64)
+    primes = torch.tensor([7919, 104_729, 1_299_709, 15_485_863], dtype=torch.int64)
+    return torch.as_tensor(frame_idx).to(torch.int64) * 1_000_003 + (b * primes).sum(1)
+
 @torch.no_grad()
 def model_losses(model: torch.nn.Module, dataset: Dataset, mask_fn, aspects: tuple = ('F', 'O', 'C'),
                  distances: dict = DEFAULT_DISTANCES, batch_size: int = 256, seed: int = 0,
@@ -129,8 +135,10 @@ def model_losses(model: torch.nn.Module, dataset: Dataset, mask_fn, aspects: tup
     model.eval().to(device)
     gen = torch.Generator().manual_seed(seed)
     out = {a: [] for a in aspects}
+    keyed = getattr(mask_fn, 'keyed', None)  # per-object test masks: a score does not depend on its batch
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        preds = model(mask_fn(batch['P'].to(device), gen))
+        x = batch['P'].to(device)
+        preds = model(keyed(x, object_keys(batch['frame_idx'], batch['box'])) if keyed else mask_fn(x, gen))
         for a in aspects:
             loss, _ = nn_loss(preds[a].float(), batch[a].to(device).float(), distances[a], reduction='none')
             out[a].append(loss.cpu().numpy())

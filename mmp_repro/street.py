@@ -5,6 +5,8 @@
 # %% ../nbs/07_street.ipynb #635d8cee
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import shutil
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .core import as_scale, cache_dir, save_json
+from .runs import source_hash
 from .scene import (FAR_WALK, NEAR_WALK, OCCLUDERS, PATH_X, Actor, Camera, actor_frames, draw_actor,
                              draw_occluder, render_background)
 from .video import STREET_FPS, write_frames, write_tracks, write_video
@@ -265,14 +268,30 @@ def _readme(cfg: StreetConfig) -> str:
             'frames, inclusive corners). objects.csv: one row per object with its anomaly type and subtype. '
             f'oracle_detections/: frame_idx,x_min,y_min,x_max,y_max,score,class_id. {ORACLE_NOTE}.\n')
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    # several processes (nbdev_test's workers, a user's parallel runs) may ask for the same street at once:
+    # one writes it, the others wait and then find it written
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
 def make_street(cfg: StreetConfig, root: str | Path, force: bool = False) -> Path:
     "Write the street dataset of `cfg` under `root` (see above); return `root`."
+    root = Path(root)
+    with _locked(root.with_name(root.name + '.lock')): return _write_street(cfg, root, force)
+
+def _write_street(cfg: StreetConfig, root: Path, force: bool) -> Path:
     root, H, W = Path(root), cfg.height, cfg.width
     meta = root / 'street.json'
     if root.exists() and any(root.iterdir()) and not meta.exists():
         raise FileExistsError(f'{root}: exists and is not a street dataset (no street.json); give a new or empty folder')
-    if meta.exists() and not force and json.loads(meta.read_text()).get('config') == json.loads(json.dumps(asdict(cfg))):
-        return root
+    code = source_hash(('scene', 'street'))  # a changed generator regenerates the benchmark instead of serving the old one
+    if meta.exists() and not force:
+        made = json.loads(meta.read_text())
+        if made.get('config') == json.loads(json.dumps(asdict(cfg))) and made.get('code') == code: return root
     tmp = root.with_name(root.name + '.partial'); shutil.rmtree(tmp, ignore_errors=True)
     background, objects, counts = render_background(cfg.camera, cfg.seed), [], {}
     for split, n, T in (('train', cfg.n_train, cfg.train_frames), ('test', cfg.n_test, cfg.test_frames)):
@@ -306,7 +325,7 @@ def make_street(cfg: StreetConfig, root: str | Path, force: bool = False) -> Pat
     table.to_csv(tmp / 'objects.csv', index=False)
     counts['anomalies'] = table[table.anomaly != 'normal'].groupby('anomaly').size().to_dict()
     (tmp / 'README.md').write_text(_readme(cfg))
-    save_json({'config': cfg, 'counts': counts, 'oracle_detections': ORACLE_NOTE}, tmp / 'street.json')
+    save_json({'config': cfg, 'code': code, 'counts': counts, 'oracle_detections': ORACLE_NOTE}, tmp / 'street.json')
     if root.exists(): shutil.rmtree(root)
     tmp.rename(root)
     logger.info('street dataset written to %s', root)

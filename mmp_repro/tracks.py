@@ -14,7 +14,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.ndimage
 
-from .video import TRACK_COLUMNS, Split, Video, as_split, dataset_root, read_dataset
+from .regions import as_regions, read_regions
+from .video import Split, Video, as_split, dataset_root, read_dataset
 
 # %% auto #0
 __all__ = ['logger', 'MASK_TRACKS_NOTE', 'read_tracks', 'centers_to_corners', 'read_rj_tracks', 'tracks_format', 'attach_tracks',
@@ -24,17 +25,10 @@ __all__ = ['logger', 'MASK_TRACKS_NOTE', 'read_tracks', 'centers_to_corners', 'r
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/06a_tracks.ipynb #47e998f6
-def read_tracks(path: str | Path) -> np.ndarray:
-    "A common-format track file -> `(N, 6)` int64 (`TRACK_COLUMNS`); blank lines and `#` comments skipped."
-    rows = []
-    for k, line in enumerate(Path(path).read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith('#'): continue
-        try: vals = [int(round(float(v))) for v in line.split(',')]
-        except ValueError: vals = []
-        if len(vals) != 6: raise ValueError(f'{path}:{k}: expected 6 comma-separated numbers {",".join(TRACK_COLUMNS)}, got {line!r}')
-        rows.append(vals)
-    return np.array(rows, dtype=np.int64).reshape(-1, 6)
+def read_tracks(path: str | Path, num_frames: int | None = None) -> np.ndarray:
+    "A common-format track file -> `(N, 6)` int64 (`TRACK_COLUMNS`), read and checked by `read_regions` (frames inside `num_frames`, when given)."
+    # ids are whole numbers once checked; only the box corners are rounded, as Video.regions holds integers
+    return np.round(read_regions(path, 'tracks', num_frames)).astype(np.int64)
 
 def centers_to_corners(cx, cy, w, h, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     "Centre/size boxes -> inclusive corners `(N, 4)` clipped to `size = (H, W)`, and which rows lie in the frame."
@@ -46,10 +40,10 @@ def centers_to_corners(cx, cy, w, h, size: tuple[int, int]) -> tuple[np.ndarray,
     return box, inside
 
 def read_rj_tracks(path: str | Path, size: tuple[int, int], frame_names: Sequence[str] | None = None,
-                   first_index: int = 1) -> np.ndarray:
-    "A Ramachandra & Jones track file -> `(N, 6)` int64 in the common form (see above)."
+                   first_index: int = 1, num_frames: int | None = None) -> np.ndarray:
+    "A Ramachandra & Jones track file -> `(N, 6)` int64 in the common form (see above), checked like `as_regions`."
     stems = {Path(n).stem: i for i, n in enumerate(frame_names or [])}
-    frames, vals = [], []
+    frames, vals, line_no = [], [], []
     for k, line in enumerate(Path(path).read_text().splitlines(), 1):
         parts = line.split()
         if not parts: continue
@@ -59,8 +53,12 @@ def read_rj_tracks(path: str | Path, size: tuple[int, int], frame_names: Sequenc
         if len(nums) != 5 or not (Path(parts[0]).stem in stems or digits):
             raise ValueError(f'{path}:{k}: expected "frame_file track_id center_x center_y width height", got {line!r}')
         frames.append(stems.get(Path(parts[0]).stem, int(digits[-1]) - first_index if digits else -1)); vals.append(nums)
+        line_no.append(k)
     if not vals: return np.zeros((0, 6), np.int64)
     v = np.array(vals)
+    # the file's own numbers are checked, before rounding and clipping to the frame could hide a bad one
+    half = v[:, 3:5] / 2
+    as_regions(np.column_stack([v[:, 0], frames, v[:, 1:3] - half, v[:, 1:3] + half]), 'tracks', str(path), num_frames, line_no)
     box, inside = centers_to_corners(v[:, 1], v[:, 2], v[:, 3], v[:, 4], size)
     if (~inside).any(): logger.warning('%s: %d boxes outside the frame dropped', path, (~inside).sum())
     out = np.column_stack([v[:, 0].astype(np.int64), np.array(frames, np.int64), box])
@@ -86,8 +84,8 @@ def attach_tracks(videos: list[Video], tracks_dir: str | Path, first_index: int 
         if f is None:
             out.append(replace(v, regions=np.zeros((0, 6), np.int64), regions_source=f'{tracks_dir} (no file)')); continue
         matched += 1
-        if tracks_format(f) == 'common': r = read_tracks(f)
-        else: r = read_rj_tracks(f, v.size, [p.name for p in getattr(v.source, 'files', [])] or None, first_index)
+        if tracks_format(f) == 'common': r = read_tracks(f, v.num_frames)
+        else: r = read_rj_tracks(f, v.size, [p.name for p in getattr(v.source, 'files', [])] or None, first_index, v.num_frames)
         out.append(replace(v, regions=r, regions_source=str(f)))
     if videos and not matched:
         raise ValueError(f'{tracks_dir}: no track file matches any video (expected e.g. {videos[0].name}.txt)')

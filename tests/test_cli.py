@@ -43,7 +43,7 @@ def test_experiment_notebooks_take_the_runner_parameters(exp):
 def test_reproduce_smoke_roads_writes_figures_and_results(tmp_path):
     figs, out = tmp_path / 'figures', tmp_path / 'runs'
     r = run('reproduce', '--scale', 'smoke', '--only', 'roads', '--figures-dir', str(figs),
-            '--out-root', str(out), '--no-progress', timeout=600)
+            '--out-root', str(out), '--no-progress', '--allow-dirty', timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (figs / 'roads_auc.csv').exists() and (figs / 'fig1_roads.png').exists()
     results = json.loads((figs / 'results.json').read_text())
@@ -51,3 +51,7 @@ def test_reproduce_smoke_roads_writes_figures_and_results(tmp_path):
     assert rec['config']['scale'] == 'smoke' and 'roads_auc.csv' in rec['files']
     assert 'roads_auc' in (figs / 'RESULTS.md').read_text() or '| m |' in (figs / 'RESULTS.md').read_text()
     assert (out / 'roads' / '03_roads.ipynb').exists()
+    prov = rec['provenance']
+    from mmp_repro.runs import source_hash
+    assert prov['source_sha256'] == source_hash() and prov['fresh'] is True and isinstance(prov['notebook_sha256'], str)
+    assert r.stdout == '', 'progress goes to stderr'

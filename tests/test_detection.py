@@ -125,8 +125,10 @@ def test_precomputed_malformed_lines_name_file_and_line(tmp_path):
     p = tmp_path / 'v01.txt'
     cases = {'0,1,2,30,40,0.9\n0,1,2,3\n': 'v01.txt:2: expected 6 or 7',
              '# comment\n0,1,2,30,40,0.9\n0,a,2,30,40,0.9\n': 'v01.txt:3: not a number',
-             '0,30,2,10,40,0.9\n': 'v01.txt:1: need x_max > x_min',
-             '1.5,1,2,30,40,0.9\n': 'v01.txt:1: frame_idx must be a non-negative integer',
+             '0,30,2,10,40,0.9\n': 'v01.txt:1: x_max < x_min',
+             '1.5,1,2,30,40,0.9\n': 'v01.txt:1: frame_idx must be an integer',
+             '-1,1,2,30,40,0.9\n': 'v01.txt:1: frame_idx is negative',
+             '0,1,2,30,40,inf\n': 'v01.txt:1: a value is not a finite number',
              '0,1,2,30,40,0.9,2.5\n': 'v01.txt:1: class_id must be an integer'}
     for text, msg in cases.items():
         p.write_text(text)
@@ -144,6 +146,30 @@ def test_precomputed_json_errors_name_the_record(tmp_path):
     p.write_text('{not json')
     with pytest.raises(ValueError, match='v.json: not valid JSON'): read_detections(p)
 
+
+
+def test_precomputed_detections_beyond_the_video_are_refused(tmp_path):
+    p = tmp_path / 'v01.txt'
+    p.write_text('0,1,2,30,40,0.9\n# c\n7,1,2,30,40,0.9\n')
+    assert len(PrecomputedDetector(p).table) == 2  # the video's length unknown: taken as it is
+    with pytest.raises(ValueError, match='v01.txt:3: frame_idx 7 is outside the video, which has 5 frames'):
+        PrecomputedDetector(p, num_frames=5)
+    assert len(read_detections(p, num_frames=8)) == 2
+    with pytest.raises(ValueError, match='v01.txt: frame 8 asked for, but the video has 8 frames'):
+        PrecomputedDetector(p, num_frames=8).detect(None, frame_idx=8)
+    j = tmp_path / 'v01.json'
+    j.write_text(json.dumps([{'frame_idx': 0, 'box': [0, 0, 5, 5], 'score': 1}, {'frame_idx': 5, 'box': [0, 0, 5, 5], 'score': 1}]))
+    with pytest.raises(ValueError, match='v01.json: record 1: frame_idx 5 is outside the video, which has 5 frames'):
+        PrecomputedDetector(j, num_frames=5)
+    j.write_text(json.dumps([{'frame_idx': 0.5, 'box': [0, 0, 5, 5], 'score': 1}]))
+    with pytest.raises(ValueError, match='v01.json: record 0: frame_idx must be an integer'): read_detections(j)
+
+
+def test_precomputed_zero_width_boxes_read_and_are_filtered_out(tmp_path):
+    "x_max == x_min is a valid (empty) box, as in the metrics' files; the minimum-area filter drops it."
+    p = tmp_path / 'v.txt'; p.write_text('0,10,2,10,40,0.9\n0,1,2,30,40,0.8\n')
+    assert len(read_detections(p)) == 2
+    assert PrecomputedDetector(p).detect(None).boxes.tolist() == [[1, 2, 30, 40]]
 
 def test_text_and_json_round_trip(tmp_path):
     rng = np.random.default_rng(0)

@@ -289,3 +289,64 @@ def test_cli_too_few_frames(folders):
     assert r.returncode == 1 and 'num_frames is 3' in r.stderr
     r = _cli('--tracks', tmp / 'missing', '--detections', tmp / 'dets', '--num_frames', 10)
     assert r.returncode == 1 and 'does not exist' in r.stderr
+
+
+# ---- one set of input checks for the library, the console script and the pipeline ----
+
+def test_num_frames_must_cover_each_videos_largest_frame_index(tmp_path):
+    "Three distinct frames used to pass --num_frames 3 with detections up to frame 500 (RBDC 0.667 instead of 0.998)."
+    tracks = {'v': np.array([[1, 0, 0, 0, 9, 9], [1, 500, 0, 0, 9, 9]], float), 'w': np.array([[1, 0, 0, 0, 9, 9]], float)}
+    dets = {'v': np.array([[0, 0, 0, 9, 9, .9], [250, 50, 50, 59, 59, .8], [500, 0, 0, 9, 9, .7]]), 'w': np.zeros((0, 6))}
+    with pytest.raises(ValueError, match=r"num_frames is 501, but .* at least 502 .* video 'v' uses frame index 500"):
+        region_curves(tracks, dets, 501)  # v has at least 501 frames and w at least 1
+    assert region_curves(tracks, dets, 502).n_frames == 502
+    write_region_folder(tmp_path / 'tracks', tracks, 'tracks')
+    write_region_folder(tmp_path / 'dets', dets, 'detections')
+    r = _cli('--tracks', tmp_path / 'tracks', '--detections', tmp_path / 'dets', '--num_frames', 3)
+    assert r.returncode == 1 and r.stdout == '', r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and "video 'v' uses frame index 500" in r.stderr, r.stderr
+
+
+def test_num_frames_counts_the_frames_of_every_video():
+    "Two videos of 10 frames each need 20 frames in all, though only 2 x 2 (video, frame) pairs are used."
+    tracks = {v: np.array([[1, 0, 0, 0, 9, 9], [1, 9, 0, 0, 9, 9]], float) for v in ('a', 'b')}
+    dets = {v: np.array([[9, 0, 0, 9, 9, .5]]) for v in ('a', 'b')}
+    with pytest.raises(ValueError, match='at least 20'): rbdc_tbdc(tracks, dets, 19)
+    assert rbdc_tbdc(tracks, dets, 20) == {'rbdc': 0.5, 'tbdc': 1.0}  # frame 9 found, frame 0 never
+
+
+@pytest.mark.parametrize('kwarg, value', [('iou_threshold', 1.5), ('iou_threshold', 0.0), ('iou_threshold', float('nan')),
+                                          ('track_fraction', -1.0), ('track_fraction', 1.01)])
+def test_thresholds_outside_the_unit_interval_are_refused(folders, kwarg, value):
+    _, tracks, dets = folders
+    with pytest.raises(ValueError, match=rf'^{kwarg} must lie in \(0, 1\], got'): rbdc_tbdc(tracks, dets, 10, **{kwarg: value})
+    assert rbdc_tbdc(tracks, dets, 10, **{kwarg: 1.0})  # 1 itself is allowed
+
+
+@pytest.mark.parametrize('flag, value', [('--iou', 1.5), ('--iou', 0), ('--track_fraction', -1), ('--track_fraction', 'nan')])
+def test_cli_refuses_thresholds_outside_the_unit_interval(folders, flag, value):
+    tmp = folders[0]
+    r = _cli('--tracks', tmp / 'tracks', '--detections', tmp / 'dets', '--num_frames', 10, flag, value)
+    assert r.returncode == 1 and r.stdout == ''
+    assert r.stderr.strip() == f'mmp_eval_regions: error: {flag} must lie in (0, 1], got {float(value)}', r.stderr
+
+
+@pytest.mark.parametrize('text, reason', [
+    ('1,0,0,0,4,4\n1,2.5,0,0,4,4\n', ':2: track_id and frame_idx must be integers'),
+    ('1.5,0,0,0,4,4\n', ':1: track_id and frame_idx must be integers'),
+    ('# c\n1,0,0,0,4,inf\n', ':2: a value is not a finite number'),
+    ('1,0,5,0,4,4\n', ':1: x_max < x_min'),
+    ('1,-2,0,0,4,4\n', ':1: frame_idx is negative'),
+    ('1,0,0,0,4\n', ':1: expected 6 comma-separated numbers'),
+])
+def test_pipeline_and_cli_give_the_same_verdict_on_a_bad_track_file(tmp_path, text, reason):
+    from mmp_repro.tracks import load_videos
+    from mmp_repro.video import write_shanghaitech_fixture
+    root = write_shanghaitech_fixture(tmp_path / 'sht', n_train=0, n_test=2)
+    (root / 'tracks' / '01_0001.txt').write_text(text)
+    with pytest.raises(ValueError) as pipeline:
+        load_videos('shanghaitech', root, tracks_dir=root / 'tracks')  # what the pipeline's load_split calls
+    assert f"01_0001.txt{reason}" in str(pipeline.value)
+    write_region_folder(tmp_path / 'dets', {'01_0001': np.zeros((0, 6)), '01_0002': np.zeros((0, 6))}, 'detections')
+    r = _cli('--tracks', root / 'tracks', '--detections', tmp_path / 'dets', '--num_frames', 12)
+    assert r.returncode == 1 and r.stderr.strip() == f'mmp_eval_regions: error: {pipeline.value}', r.stderr

@@ -1,5 +1,6 @@
 """The MMP-AMS stages through the `mmp_repro` command, on the smoke street benchmark."""
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -49,7 +50,75 @@ def test_watch_streams_frame_scores(staged_run):
     n_frames = len(list(frames[0].iterdir()))
     assert len(lines) == n_frames - 1, 'one line per frame that has a next frame'
     assert [int(l.split('\t')[0]) for l in lines] == list(range(n_frames - 1))
+    scores = [float(l.split('\t')[1]) for l in lines if not l.split('\t')[2].startswith('0 ')]
+    # bgsub finds few of the street's drawn objects; test_watch_scores_equal_the_offline_scores checks scores with objects
+    assert all(math.isfinite(s) for s in scores), 'a frame with objects has a finite score'
     assert cfg['objects']['window'] == 2
+
+
+@pytest.fixture(scope='module')
+def folder_run(tmp_path_factory):
+    # a user's folder: normal videos in train/, videos to score in test/, no labels anywhere
+    from mmp_repro.video import write_folder_fixture
+    tmp = tmp_path_factory.mktemp('folder')
+    root = tmp / 'mine'
+    write_folder_fixture(root / 'train', n_frames=20, size=(64, 96), seed=0)
+    write_folder_fixture(root / 'test', n_frames=20, size=(64, 96), seed=5)
+    run_dir = tmp / 'run'
+    r = run('run', '--dataset', 'folder', '--root', str(root), '--detector', 'bgsub', '--detection-preset', 'none',
+            '--scale', 'smoke', '--run-dir', str(run_dir), '--cache-root', str(tmp / 'cache'), '--no-progress')
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root, run_dir, r
+
+
+def test_watch_scores_equal_the_offline_scores(folder_run):
+    # online (frame by frame, one frame of look-ahead) and offline scoring of one video with one detector agree
+    import numpy as np
+    import pandas as pd
+    from mmp_repro.pipeline import watch
+    root, run_dir, _ = folder_run
+    offline = pd.read_csv(run_dir / 'objects' / 'cam3.csv')
+    online = pd.concat([t for _, _, t in watch(root / 'test' / 'cam3', run_dir, 'bgsub', 'cpu') if len(t)], ignore_index=True)
+    key = ['frame_idx', 'x_min', 'y_min', 'x_max', 'y_max']
+    assert len(offline) > 0 and len(online) == len(offline)
+    a, b = offline.sort_values(key).reset_index(drop=True), online.sort_values(key).reset_index(drop=True)
+    assert (a[key].to_numpy() == b[key].to_numpy()).all(), 'the same objects'
+    assert np.isfinite(b.score).all()
+    # float tolerance: a batch of 1 and a batch of 9 take different matmul kernels (about 1e-7 in a loss), which the
+    # smoke run's tiny sigma of the class loss magnifies to a few 1e-3 in z_C; a different mask or crop moves z by O(1)
+    np.testing.assert_allclose(b.score.to_numpy(), a.score.to_numpy(), atol=1e-2)
+    for z in [c for c in a.columns if c.startswith('z_')]:
+        np.testing.assert_allclose(b[z].to_numpy(), a[z].to_numpy(), atol=1e-2)
+
+
+def test_rerun_with_another_objective_never_reuses_the_model(folder_run, tmp_path):
+    root, run_dir, _ = folder_run
+    import shutil
+    from mmp_repro.training import read_checkpoint
+    mine = tmp_path / 'run'
+    shutil.copytree(run_dir, mine)
+    common = ['--dataset', 'folder', '--root', str(root), '--detector', 'bgsub', '--detection-preset', 'none',
+              '--scale', 'smoke', '--run-dir', str(mine), '--cache-root', str(tmp_path / 'cache'), '--no-progress']
+    r = run('run', *common, '--objective', 'naive', '--mask-ratio', '0.25')
+    assert r.returncode == 1 and 'config.train.objective: "nn_np" -> "naive"' in r.stderr and 'mask_ratio' in r.stderr, r.stderr
+    assert read_checkpoint(mine / 'model' / 'last.pt')['config']['objective'] == 'nn_np', 'the refusal changed nothing'
+    r = run('run', *common, '--objective', 'naive', '--mask-ratio', '0.25', '--fresh')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert read_checkpoint(mine / 'model' / 'last.pt')['config']['objective'] == 'naive'
+    assert json.loads(r.stdout)['evaluated'] is False, 'stdout is one JSON object'
+    assert len(list(tmp_path.glob('run.old-*'))) == 1, 'the earlier run was kept aside'
+
+
+def test_corrupted_checkpoint_is_refused(folder_run, tmp_path):
+    import shutil
+    root, run_dir, _ = folder_run
+    mine = tmp_path / 'run'
+    shutil.copytree(run_dir, mine)
+    ckpt = mine / 'model' / 'last.pt'
+    raw = bytearray(ckpt.read_bytes()); raw[len(raw) // 2] ^= 1; ckpt.write_bytes(bytes(raw))
+    r = run('score', '--run-dir', str(mine), '--cache-root', str(tmp_path / 'cache'), '--no-progress')
+    assert r.returncode == 1 and str(ckpt) in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
 
 
 def test_stage_errors_are_one_line(tmp_path):
@@ -62,16 +131,8 @@ def test_stage_errors_are_one_line(tmp_path):
     assert r.returncode == 0 and '--run-dir' in r.stdout
 
 
-def test_run_on_unlabelled_videos_scores_without_metrics(tmp_path):
-    # a user's folder: normal videos in train/, videos to score in test/, no labels anywhere
-    from mmp_repro.video import write_folder_fixture
-    root = tmp_path / 'mine'
-    write_folder_fixture(root / 'train', n_frames=20, size=(64, 96), seed=0)
-    write_folder_fixture(root / 'test', n_frames=20, size=(64, 96), seed=5)
-    run_dir = tmp_path / 'run'
-    r = run('run', '--dataset', 'folder', '--root', str(root), '--detector', 'bgsub', '--detection-preset', 'none',
-            '--scale', 'smoke', '--run-dir', str(run_dir), '--cache-root', str(tmp_path / 'cache'), '--no-progress')
-    assert r.returncode == 0, r.stderr[-2000:]
-    metrics = json.loads(r.stdout.strip().splitlines()[-1])
+def test_run_on_unlabelled_videos_scores_without_metrics(folder_run):
+    root, run_dir, r = folder_run
+    metrics = json.loads(r.stdout)
     assert metrics['evaluated'] is False and metrics['n_test_objects'] > 0
     assert sorted(p.name for p in (run_dir / 'frame_scores').iterdir()) == ['cam1.txt', 'cam2.txt', 'cam3.txt']

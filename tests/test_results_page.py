@@ -1,0 +1,44 @@
+"""The committed results page tells the truth about which code produced each section; reproduce is all or nothing."""
+import json
+
+import pytest
+
+from conftest import ROOT
+from mmp_repro import paper
+from mmp_repro.paper import load_results, render_results_page
+
+FIGURES = ROOT / 'figures'
+
+
+def test_committed_page_marks_are_current():
+    # the page's "produced by the code now in this checkout" marks are recomputed and must match what is committed;
+    # after a code change, `mmp_repro reproduce --page-only` (or a new reproduce) brings the page up to date
+    results = load_results(FIGURES)
+    assert results['experiments'], 'figures/results.json has no sections'
+    expected = render_results_page(FIGURES, results)
+    assert (FIGURES / 'RESULTS.md').read_text() == expected, 'RESULTS.md is out of date: run `mmp_repro reproduce --page-only`'
+
+
+def test_every_committed_section_records_its_provenance():
+    for name, rec in load_results(FIGURES)['experiments'].items():
+        prov = rec.get('provenance') or {}
+        assert {'source_sha256', 'notebook_sha256', 'git_commit', 'git_dirty', 'version'} <= set(prov), name
+        assert prov['git_dirty'] is False, f'{name} was produced from a checkout with uncommitted changes'
+
+
+def test_a_failing_experiment_leaves_figures_untouched(tmp_path, monkeypatch):
+    figs, out = tmp_path / 'figures', tmp_path / 'runs'
+    figs.mkdir()
+    (figs / 'results.json').write_text(json.dumps({'experiments': {}}))
+
+    def fake(exp, scale, out_root, seed=0, nbs=None, progress_bar=True):
+        if exp.name == 'street': raise RuntimeError('boom')
+        d = out_root / exp.name; d.mkdir(parents=True, exist_ok=True)
+        (d / f'{exp.name}.md').write_text('| a |\n|---|\n| 1 |\n')
+        return d
+
+    monkeypatch.setattr(paper, 'run_experiment', fake)
+    with pytest.raises(RuntimeError, match='figures/ left unchanged'):
+        paper.reproduce('smoke', only=['roads', 'street'], out_root=out, figures_dir=figs, allow_dirty=True)
+    assert sorted(p.name for p in figs.iterdir()) == ['results.json'], 'nothing gathered, no page written'
+    assert (out / 'roads' / 'roads.md').exists(), 'the executed outputs stay for a look'
