@@ -168,7 +168,7 @@ def eval_regions_cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog='mmp_eval_regions',
         description='Region- and track-based detection criteria (RBDC, TBDC; Ramachandra & Jones, WACV 2020) '
-                    'from per-video text files. Prints a summary, then one JSON line with rbdc and tbdc.',
+                    'from per-video text files. Prints one JSON line with rbdc and tbdc (a summary goes to stderr).',
         epilog='Files: one per video, .txt or .csv, matched by name across the two folders. Tracks rows: '
                'track_id,frame_idx,x_min,y_min,x_max,y_max; detection rows: frame_idx,x_min,y_min,x_max,y_max,score. '
                'Corners are inclusive pixels; an optional header line, blank lines and # comments are skipped.')
@@ -191,7 +191,7 @@ def eval_regions_cli(argv: list[str] | None = None) -> int:
         print(f'mmp_eval_regions: error: {e}', file=sys.stderr)
         return 1
     print(f'{len(tracks)} videos, {c.n_regions} ground-truth regions in {c.n_tracks} tracks, '
-          f'{c.n_detections} detections, {c.n_frames} frames')
+          f'{c.n_detections} detections, {c.n_frames} frames', file=sys.stderr)  # stdout: the JSON line alone
     print(json.dumps({'rbdc': c.rbdc, 'tbdc': c.tbdc, 'n_videos': len(tracks), 'n_regions': c.n_regions,
                       'n_tracks': c.n_tracks, 'n_detections': c.n_detections, 'num_frames': c.n_frames}))
     return 0

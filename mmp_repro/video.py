@@ -381,46 +381,52 @@ def toy_clip(n_frames: int = 6, size: tuple[int, int] = (24, 32), seed: int = 0,
     return frames, masks, np.array(regions, np.int64).reshape(-1, 6)
 
 # %% ../nbs/06_video_formats.ipynb #f2aef1f2
-def write_ped2_fixture(root: str | Path, n_train: int = 2, n_test: int = 2, n_frames: int = 6,
-                       size: tuple[int, int] = (24, 36), seed: int = 0) -> Path:
+def _clip_lengths(n: int | Sequence[int], n_frames: int) -> list[int]:
+    "Frame counts of a fixture split: `n` videos of `n_frames` frames, or one count per video."
+    return [n_frames] * n if isinstance(n, (int, np.integer)) else [int(k) for k in n]
+
+def write_ped2_fixture(root: str | Path, n_train: int | Sequence[int] = 2, n_test: int | Sequence[int] = 2,
+                       n_frames: int = 6, size: tuple[int, int] = (24, 36), seed: int = 0) -> Path:
     "A tiny UCSD Ped2 under `root/UCSDped2` (grey `.tif`, `.bmp` masks), R&J tracks in `root/rj_tracks/`."
     base = Path(root) / 'UCSDped2'
-    for i in range(n_train):
-        write_frames(base / 'Train' / f'Train{i + 1:03d}', toy_clip(n_frames, size, seed + i, False)[0][..., 0], '{:03d}.tif', 1)
-    for i in range(n_test):
-        frames, masks, regions = toy_clip(n_frames, size, seed + 100 + i)
+    for i, n in enumerate(_clip_lengths(n_train, n_frames)):
+        write_frames(base / 'Train' / f'Train{i + 1:03d}', toy_clip(n, size, seed + i, False)[0][..., 0], '{:03d}.tif', 1)
+    for i, n in enumerate(_clip_lengths(n_test, n_frames)):
+        frames, masks, regions = toy_clip(n, size, seed + 100 + i)
         d = base / 'Test' / f'Test{i + 1:03d}'
         names = [p.name for p in write_frames(d, frames[..., 0], '{:03d}.tif', 1)]
         write_frames(d.with_name(d.name + '_gt'), masks.astype(np.uint8) * 255, '{:03d}.bmp', 1)
         write_rj_tracks(Path(root) / 'rj_tracks' / f'{d.name}.txt', regions, names)
     return Path(root)
 
-def write_avenue_fixture(root: str | Path, n_train: int = 2, n_test: int = 2, n_frames: int = 6,
-                         size: tuple[int, int] = (24, 32), seed: int = 0) -> Path:
+def write_avenue_fixture(root: str | Path, n_train: int | Sequence[int] = 2, n_test: int | Sequence[int] = 2,
+                         n_frames: int = 6, size: tuple[int, int] = (24, 32), seed: int = 0) -> Path:
     "A tiny CUHK Avenue (`.avi` videos, `volLabel` cells in `.mat`), R&J tracks (frames numbered from 1) in `root/rj_tracks/`."
     root = Path(root)
-    for i in range(n_train): write_video(root / 'training_videos' / f'{i + 1:02d}.avi', toy_clip(n_frames, size, seed + i, False)[0])
+    for i, n in enumerate(_clip_lengths(n_train, n_frames)):
+        write_video(root / 'training_videos' / f'{i + 1:02d}.avi', toy_clip(n, size, seed + i, False)[0])
     (root / 'testing_label_mask').mkdir(parents=True, exist_ok=True)
-    for i in range(n_test):
-        frames, masks, regions = toy_clip(n_frames, size, seed + 100 + i)
+    for i, n in enumerate(_clip_lengths(n_test, n_frames)):
+        frames, masks, regions = toy_clip(n, size, seed + 100 + i)
         write_video(root / 'testing_videos' / f'{i + 1:02d}.avi', frames)
-        vol = np.empty((1, n_frames), dtype=object)
-        for t in range(n_frames): vol[0, t] = masks[t].astype(np.uint8)
+        vol = np.empty((1, n), dtype=object)
+        for t in range(n): vol[0, t] = masks[t].astype(np.uint8)
         scipy.io.savemat(str(root / 'testing_label_mask' / f'{i + 1}_label.mat'), {'volLabel': vol})
-        write_rj_tracks(root / 'rj_tracks' / f'{i + 1:02d}.txt', regions, [f'{t + 1:04d}.jpg' for t in range(n_frames)])
+        write_rj_tracks(root / 'rj_tracks' / f'{i + 1:02d}.txt', regions, [f'{t + 1:04d}.jpg' for t in range(n)])
     return root
 
-def write_shanghaitech_fixture(root: str | Path, n_train: int = 2, n_test: int = 2, n_frames: int = 6,
-                               size: tuple[int, int] = (24, 32), seed: int = 0, train_as_frames: bool = False) -> Path:
+def write_shanghaitech_fixture(root: str | Path, n_train: int | Sequence[int] = 2, n_test: int | Sequence[int] = 2,
+                               n_frames: int = 6, size: tuple[int, int] = (24, 32), seed: int = 0,
+                               train_as_frames: bool = False) -> Path:
     "A tiny ShanghaiTech (training `.avi` or frames, test `.jpg` frames and `.npy` masks), common-format tracks in `root/tracks/`."
     root = Path(root)
-    for i in range(n_train):
-        frames, name = toy_clip(n_frames, size, seed + i, False)[0], f'01_{i + 1:03d}'
+    for i, n in enumerate(_clip_lengths(n_train, n_frames)):
+        frames, name = toy_clip(n, size, seed + i, False)[0], f'01_{i + 1:03d}'
         if train_as_frames: write_frames(root / 'training' / 'frames' / name, frames)
         else: write_video(root / 'training' / 'videos' / f'{name}.avi', frames)
     for sub in ('test_frame_mask', 'test_pixel_mask'): (root / 'testing' / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(n_test):
-        (frames, masks, regions), name = toy_clip(n_frames, size, seed + 100 + i), f'01_{i + 1:04d}'
+    for i, n in enumerate(_clip_lengths(n_test, n_frames)):
+        (frames, masks, regions), name = toy_clip(n, size, seed + 100 + i), f'01_{i + 1:04d}'
         write_frames(root / 'testing' / 'frames' / name, frames)
         np.save(root / 'testing' / 'test_frame_mask' / f'{name}.npy', masks.any((1, 2)).astype(np.int64))
         np.save(root / 'testing' / 'test_pixel_mask' / f'{name}.npy', masks.astype(np.uint8))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from mmp_repro.tracks import attach_mask_tracks, load_videos, read_rj_tracks, tracks_from_masks
+from mmp_repro.tracks import attach_mask_tracks, load_videos, read_rj_tracks, read_tracks, tracks_from_masks
 from mmp_repro.video import (KNOWN_COUNTS, ImageFrames, Video, read_dataset, read_folder, toy_clip,
                              write_avenue_fixture, write_folder_fixture, write_frames, write_ped2_fixture,
                              write_shanghaitech_fixture, write_video)
@@ -157,13 +157,81 @@ def test_mask_tracks_match_true_tracks_and_are_labelled(tmp_path):
 REAL = {'ped2': Path('UCSDped2'), 'avenue': Path('testing_videos'), 'shanghaitech': Path('testing')}
 
 
+def _even(total: int, n: int) -> list[int]:
+    return [total // n + (i < total % n) for i in range(n)]
+
+
+# Per-video frame counts of the real splits. The test splits' lists are the per-video lengths that public
+# evaluation code for these datasets slices its frame scores by. For the training splits we know only the
+# totals, so they are split evenly: the readers' video and frame totals are still the real ones. KNOWN_COUNTS
+# gives ShanghaiTech's video counts only, and its test split's ~40k frames as .jpg files take longer to write
+# than this test may run, so its clips are 2 frames long.
+REAL_LENGTHS = {
+    ('ped2', 'train'): _even(2550, 16),
+    ('ped2', 'test'): [180, 180, 150, 180, 150, 180, 180, 180, 120, 150, 180, 180],
+    ('avenue', 'train'): _even(15328, 16),
+    ('avenue', 'test'): [1439, 1211, 923, 947, 1007, 1283, 605, 36, 1175, 841, 472, 1271, 549, 507, 1001, 740, 426,
+                         294, 248, 273, 76],
+    ('shanghaitech', 'train'): [2] * 330,
+    ('shanghaitech', 'test'): [2] * 107,
+}
+
+
+def _check_counts(name: str, root: Path, split: str) -> list[Video]:
+    "The reader finds the documented numbers of videos and frames (KNOWN_COUNTS) of `split` under `root`."
+    videos = read_dataset(name, root, split)
+    n_videos, n_frames = KNOWN_COUNTS[(name, split)]
+    assert len(videos) == n_videos
+    if n_frames is not None: assert sum(v.num_frames for v in videos) == n_frames
+    return videos
+
+
 @pytest.mark.parametrize('name', list(REAL))
 @pytest.mark.parametrize('split', ['train', 'test'])
 def test_real_dataset_counts(name, split):
     "Runs only where the real dataset is present ($MMP_DATA/<name>)."
     base = Path(os.environ.get('MMP_DATA', '/nonexistent')) / name
     if not (base / REAL[name]).exists(): pytest.skip(f'{base} absent')
-    videos = read_dataset(name, base, split)
+    _check_counts(name, base, split)
+
+
+@pytest.mark.parametrize('name, split', list(REAL_LENGTHS))
+def test_dataset_counts_on_fixtures_of_the_real_lengths(name, split, tmp_path):
+    "What test_real_dataset_counts checks, everywhere: the real layouts and lengths at 8x8 pixels per frame."
+    lengths = REAL_LENGTHS[(name, split)]
     n_videos, n_frames = KNOWN_COUNTS[(name, split)]
-    assert len(videos) == n_videos
-    if n_frames is not None: assert sum(v.num_frames for v in videos) == n_frames
+    assert len(lengths) == n_videos
+    if n_frames is not None: assert sum(lengths) == n_frames
+    clips = {'n_train': lengths, 'n_test': 0} if split == 'train' else {'n_train': 0, 'n_test': lengths}
+    root = WRITERS[name](tmp_path / name, size=(8, 8), **clips)
+    assert [v.num_frames for v in _check_counts(name, root, split)] == lengths
+
+
+@pytest.mark.parametrize('text, message', [
+    ('1,0,0,0,4,4\n1,2.5,0,0,4,4\n', '01_0001.txt:2: track_id and frame_idx must be integers'),
+    ('1,0,0,0,4,4\n1.4,1,0,0,4,4\n', '01_0001.txt:2: track_id and frame_idx must be integers'),
+    ('# c\n1,0,0,0,4,nan\n', '01_0001.txt:2: a value is not a finite number'),
+    ('1,0,5,0,4,4\n', '01_0001.txt:1: x_max < x_min'),
+])
+def test_common_track_files_are_refused_not_rounded(tmp_path, text, message):
+    p = tmp_path / '01_0001.txt'; p.write_text(text)
+    with pytest.raises(ValueError, match=message.replace('.', r'\.')): read_tracks(p)
+
+
+def test_tracks_beyond_the_video_name_the_file_line_and_frame_count(tmp_path):
+    root = write_shanghaitech_fixture(tmp_path / 'sht', n_train=0, n_test=1, n_frames=6)
+    f = root / 'tracks' / '01_0001.txt'
+    for text, message in [('1,0,0,0,3,3\n\n1,6,0,0,3,3\n', '01_0001.txt:3: frame_idx 6 is outside the video, which has 6 frames'),
+                          ('1,-1,0,0,3,3\n', '01_0001.txt:1: frame_idx is negative')]:
+        f.write_text(text)
+        with pytest.raises(ValueError, match=message): load_videos('shanghaitech', root, tracks_dir=root / 'tracks')
+    f.write_text('1,5,0,0,3,3\n')  # the last frame is inside
+    assert load_videos('shanghaitech', root, tracks_dir=root / 'tracks')[0].regions.tolist() == [[1, 5, 0, 0, 3, 3]]
+    # R&J files: frame 0009.jpg is index 8 of a 6-frame Avenue video; a fractional track id is refused too
+    root = write_avenue_fixture(tmp_path / 'avenue', n_train=0, n_test=1, n_frames=6)
+    rj = root / 'rj_tracks' / '01.txt'
+    for text, message in [('0001.jpg 2 10 10 4 4\n0009.jpg 2 12 10 4 4\n', '01.txt:2: frame_idx 8 is outside the video, which has 6 frames'),
+                          ('0001.jpg 2.5 10 10 4 4\n', '01.txt:1: track_id and frame_idx must be integers'),
+                          ('0001.jpg 2 10 10 -4 4\n', '01.txt:1: x_max < x_min')]:
+        rj.write_text(text)
+        with pytest.raises(ValueError, match=message): load_videos('avenue', root, tracks_dir=root / 'rj_tracks')
