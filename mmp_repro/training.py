@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .core import get_device, seed_everything, to_jsonable
-from .runs import (RunMismatchError, atomic_write_bytes, identity_diff, load_verified, mismatch_message,
+from .runs import (INFORMATIONAL, RunMismatchError, atomic_write_bytes, identity_diff, load_verified, mismatch_message,
                             save_verified)
 from .losses import ParticipationTracker, mmp_loss, objective_for_epoch, prediction_diversity
 
@@ -161,7 +161,7 @@ def checkpoint_mismatch(state: dict, cfg: TrainConfig, net_args: dict | None, id
     "What differs between the run a checkpoint was made by and the current one (empty: it may be resumed)."
     saved = {'train': state['config'], 'net': state['net_args'], 'run': state.get('identity')}
     now = {'train': to_jsonable(asdict(cfg)), 'net': to_jsonable(net_args or {}), 'run': to_jsonable(identity)}
-    return identity_diff(saved, now)
+    return identity_diff(saved, now, ignore=[f'run.{k}' for k in INFORMATIONAL])  # a new commit alone does not void a run
 
 def restore_checkpoint(state: dict, model: nn.Module, opt: torch.optim.Optimizer | None = None,
                        trackers: dict | None = None, scaler: torch.amp.GradScaler | None = None) -> int:
