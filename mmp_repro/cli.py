@@ -170,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--figures-dir', default=None, help='where tables, figures and RESULTS.md go (default figures/)')
     r.add_argument('--no-progress', action='store_true', help='no per-cell progress bars')
     r.add_argument('--resume', action='store_true',
-                   help='keep the executed outputs of an earlier run of the same code (runs resume where their '
-                        'identity matches); default: every experiment starts in an empty folder')
+                   help='keep the executed outputs of an earlier, interrupted run and resume its trainings (made by '
+                        'other code, they are refused: drop --resume); default: every experiment starts in an empty folder')
     r.add_argument('--allow-dirty', action='store_true',
                    help='write the results from a checkout with uncommitted changes (the sections say so)')
     r.add_argument('--page-only', action='store_true',

@@ -225,7 +225,8 @@ def reproduce(scale: str | Scale = 'quick', only: list[str] | None = None, seed:
         raise RuntimeError('experiments failed, figures/ left unchanged: ' + '; '.join(f'{k} ({v})' for k, v in failures.items()) +
                            f'. Their executed notebooks are in {out_root}.')
     if source_hash() != code['source_sha256'] or code_identity()['git_dirty'] != code['git_dirty']:
-        raise RuntimeError('the package sources or the checkout changed while the experiments ran: figures/ left unchanged')
+        raise RuntimeError('the package sources or the checkout (outside figures/) changed while the experiments ran, see '
+                           '`git status`: figures/ left unchanged')
     results = load_results(figures_dir)
     for name, (out, rec) in done.items():
         gather_outputs(out, figures_dir)

@@ -110,8 +110,8 @@ class PipelineConfig:
             raise _bad('location_steps', 'location-steps', 'an integer >= 1', self.location_steps)
         if self.gamma is not None and not (isinstance(self.gamma, (int, float)) and np.isfinite(self.gamma) and self.gamma >= 0):
             raise _bad('gamma', 'gamma', 'a finite number >= 0', self.gamma)
-        if self.weights.gamma > 0 and not self.location:
-            raise ValueError(f'gamma {self.weights.gamma} weighs the location score, but the location module is off (--no-location): give --gamma 0')
+        if self.gamma is not None and self.gamma > 0 and not self.location:  # an explicit γ that could never act
+            raise ValueError(f'gamma {self.gamma} (--gamma) weighs the location score, but the location module is off (--no-location)')
         if self.objects.crop_size != self.net.crop_size:
             raise ValueError(f'crop sizes differ: objects {self.objects.crop_size}, network {self.net.crop_size}')
         k = self.objects.window - 1
@@ -194,7 +194,7 @@ def samples_fingerprint(samples: list[ObjectSamples]) -> str:
         h.update(f'{s.video}|{tuple(s.frame_size)}|{len(s)}'.encode())
         for k in ObjectSamples.ARRAYS:
             a = np.ascontiguousarray(getattr(s, k))
-            h.update(f'{k}{a.dtype}{a.shape}'.encode()); h.update(memoryview(a).cast('B'))
+            h.update(f'{k}{a.dtype}{a.shape}'.encode()); h.update(memoryview(a.reshape(-1)).cast('B'))  # flat: empty arrays too
     return h.hexdigest()
 
 def model_identity(cfg: PipelineConfig, train: list[ObjectSamples]) -> dict:
@@ -210,7 +210,7 @@ def run_identity(cfg: PipelineConfig, train: list[ObjectSamples], test: list[Obj
 def check_config_and_code(run_dir: str | Path, cfg: PipelineConfig) -> None:
     "Refuse early (before extraction) a run folder made with another config or code; the data are compared later."
     old = read_identity(run_dir)
-    if old is None: return
+    if old is None: return check_identity(run_dir, {})  # an empty or new folder passes; one holding files without run.json does not
     diffs = identity_diff({k: old.get(k) for k in ('config', 'code')}, {'config': to_jsonable(cfg), 'code': code_identity()})
     if diffs: raise RunMismatchError(mismatch_message(run_dir, diffs))
 
@@ -337,10 +337,13 @@ def evaluate_regions(dets: dict, frames: dict, test_videos: list) -> dict:
 def config_from_dict(d: dict) -> PipelineConfig:
     "A `PipelineConfig` from its JSON form (as written to `config.json`)."
     d = dict(d)
-    objects = ObjectConfig(**d.pop('objects'))
-    net = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop('net').items()})
-    train = TrainConfig(**{k: tuple(v) if k == 'aspects' else v for k, v in d.pop('train').items()})
-    return PipelineConfig(objects=objects, net=net, train=train, **d)
+    try:
+        objects = ObjectConfig(**d.pop('objects'))
+        net = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop('net').items()})
+        train = TrainConfig(**{k: tuple(v) if k == 'aspects' else v for k, v in d.pop('train').items()})
+        return PipelineConfig(objects=objects, net=net, train=train, **d)
+    except (TypeError, KeyError) as e:  # a config written by another version: say which field, not a traceback
+        raise ValueError(f'not a config of this version of mmp_repro ({type(e).__name__}: {e})') from None
 
 def load_config(run_dir: str | Path) -> PipelineConfig:
     "The config of the run in `run_dir`."
@@ -351,6 +354,8 @@ def load_config(run_dir: str | Path) -> PipelineConfig:
 def load_trained(run_dir: str | Path, cfg: PipelineConfig,
                  identity: dict | None = None) -> tuple[MMPAMS, LocationModule | None]:
     "The fully trained model (`model/last.pt`, verified) and location module of a run; with `identity`, they must be that run's."
+    # without `identity` only the checkpoint's own training and network settings are compared with `cfg`:
+    # callers that have the objects (the `score` stage, 17c) pass the identity; `watch` has none to give
     run_dir = Path(run_dir)
     ckpt = run_dir / 'model' / 'last.pt'
     if not ckpt.exists(): raise FileNotFoundError(f'{ckpt} not found: train first (`mmp_repro train --run-dir {run_dir}`)')

@@ -103,12 +103,13 @@ def source_hash(modules: Iterable[str] | None = None) -> str:
     return _hash_files(tuple(source_files(None if modules is None else tuple(modules))))
 
 def git_state(root: str | Path | None = None) -> dict:
-    "`{'commit': sha or None, 'dirty': bool or None}` of the checkout at `root` (None outside git)."
+    "`{'commit': sha or None, 'dirty': bool or None}` of the checkout at `root` (None outside git; `figures/` does not count)."
     root = Path(root or project_root())
     try:
         run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         if Path(run('rev-parse', '--show-toplevel')).resolve() != root.resolve(): return {'commit': None, 'dirty': None}
-        return {'commit': run('rev-parse', 'HEAD'), 'dirty': bool(run('status', '--porcelain'))}
+        # figures/ is what `reproduce` writes: regenerating it leaves the code as clean as it was
+        return {'commit': run('rev-parse', 'HEAD'), 'dirty': bool(run('status', '--porcelain', '--', '.', ':!figures'))}
     except (OSError, subprocess.CalledProcessError):
         return {'commit': None, 'dirty': None}
 
@@ -157,7 +158,7 @@ def read_identity(run: str | Path) -> dict | None:
     p = Path(run) / RUN_FILE
     if not p.exists(): return None
     try: return json.loads(p.read_text())['identity']
-    except (json.JSONDecodeError, KeyError, TypeError) as e: raise RunMismatchError(f'{p}: unreadable ({e}); start afresh with --fresh') from None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e: raise RunMismatchError(f'{p}: unreadable ({e}); start afresh with --fresh') from None
 
 def mismatch_message(where: str | Path, diffs: list[str]) -> str:
     "The error for a run made under other settings, listing what differs and what to do."
@@ -179,7 +180,7 @@ def check_identity(run: str | Path, identity: dict) -> None:
 
 def set_aside(run: str | Path) -> Path | None:
     "Move the folder `run` to `<run>.old-<UTC time>` (kept, not deleted); return where it went."
-    run = Path(run)
+    run = Path(run).resolve()  # `.` has no name to add a suffix to
     if not run.exists() or (run.is_dir() and not any(run.iterdir())): return None
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')
     dest = run.with_name(f'{run.name}.old-{stamp}')
