@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 SCALE ?= quick
 BIN := $(VENV)/bin
 
-.PHONY: venv reproduce test test-notebooks test-pytest check-export docs readme clean-runs
+.PHONY: venv reproduce outputs test test-notebooks test-pytest check-export docs readme clean-runs
 
 venv: $(VENV)/.installed
 
@@ -38,9 +38,25 @@ test-notebooks: venv
 test-pytest: venv
 	$(BIN)/python -m pytest -q tests
 
-## Browsable documentation: executed notebooks rendered to HTML in _docs/.
-docs: venv
-	$(BIN)/jupyter nbconvert --to html --execute --output-dir _docs nbs/*.ipynb
+## Execute the lesson notebooks and save their outputs in place (tests/test_notebook_outputs.py checks them).
+outputs: venv
+	$(BIN)/python scripts/notebook_outputs.py write
+
+## Documentation site in _docs/html (open _docs/html/index.html): README, lessons, executed experiments, results,
+## API and CLI reference, from the committed files (runs nothing; tests/test_docs_site.py checks it in a browser).
+docs: docs-deps
+	$(BIN)/python docs/stage.py _docs/src
+	$(BIN)/python -m sphinx -b html -c docs -d _docs/doctrees -q -W --keep-going _docs/src _docs/html
+	@echo "site: _docs/html/index.html"
+
+# The docs extra of setup.py (Sphinx, myst-nb, furo, sphinx-argparse, a local MathJax, selenium), once.
+docs-deps: $(VENV)/.docs-installed
+
+$(VENV)/.docs-installed: $(VENV)/.installed setup.py settings.ini
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	touch $@
+
+.PHONY: docs-deps
 
 ## README.md is the markdown of nbs/index.ipynb (tests/test_readme.py checks it).
 readme: venv

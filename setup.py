@@ -26,6 +26,7 @@ def split_reqs(key: str) -> list[str]:
 
 extras = {
     'dev': split_reqs('dev_requirements'),
+    'docs': split_reqs('docs_requirements'),  # make docs; selenium for tests/test_docs_site.py
     # the paper's detector stack; see README "Optional: the paper's YOLOv3 through MMDetection"
     'mmdet': ['mmengine==0.10.7', 'mmcv==2.1.0', 'mmdet==3.3.0'],
 }

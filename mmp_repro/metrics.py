@@ -21,7 +21,8 @@ from .regions import RegionFormat, read_regions, write_region_folder, write_regi
 
 # %% auto #0
 __all__ = ['logger', 'IOU_THRESHOLD', 'TRACK_FRACTION', 'paired_iou', 'RegionCurves', 'region_curves', 'curve_area', 'rbdc_tbdc',
-           'plot_region_curves', 'eval_regions_cli', 'frame_auc', 'random_region_data', 'benchmark_metrics']
+           'plot_region_curves', 'build_regions_parser', 'eval_regions_cli', 'frame_auc', 'random_region_data',
+           'benchmark_metrics']
 
 # %% ../nbs/15_metrics.ipynb #8fc717f4
 logger = logging.getLogger(__name__)
@@ -163,8 +164,8 @@ def plot_region_curves(curves: RegionCurves, ax=None, title: str = ''):
     return ax
 
 # %% ../nbs/15_metrics.ipynb #9e4a4771
-def eval_regions_cli(argv: list[str] | None = None) -> int:
-    "Entry point of `mmp_eval_regions`: RBDC/TBDC from a tracks folder and a detections folder."
+def build_regions_parser() -> argparse.ArgumentParser:
+    "The argument parser of `mmp_eval_regions` (also what the documentation's CLI page is generated from)."
     p = argparse.ArgumentParser(
         prog='mmp_eval_regions',
         description='Region- and track-based detection criteria (RBDC, TBDC; Ramachandra & Jones, WACV 2020) '
@@ -179,7 +180,11 @@ def eval_regions_cli(argv: list[str] | None = None) -> int:
     p.add_argument('--iou', type=float, default=IOU_THRESHOLD, help='minimum IoU for a match, in (0, 1] (default %(default)s)')
     p.add_argument('--track_fraction', type=float, default=TRACK_FRACTION,
                    help='fraction of its regions that detects a track, in (0, 1] (default %(default)s)')
-    args = p.parse_args(argv)
+    return p
+
+def eval_regions_cli(argv: list[str] | None = None) -> int:
+    "Entry point of `mmp_eval_regions`: RBDC/TBDC from a tracks folder and a detections folder."
+    args = build_regions_parser().parse_args(argv)
     try:
         if args.num_frames < 1:
             raise ValueError(f'--num_frames must be a positive integer (test frames over all videos), got {args.num_frames}')

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from .core import MissingInputError, Scale, Stopwatch, as_scale, project_root, s
 from .runs import atomic_write_bytes, check_writable, code_identity, source_hash
 
 # %% auto #0
-__all__ = ['logger', 'EXPERIMENTS', 'FIGURE_SUFFIXES', 'Experiment', 'select_experiments', 'notebooks_dir', 'run_experiment',
-           'output_files', 'gather_outputs', 'load_results', 'notebook_hash', 'section_status', 'render_results_page',
-           'write_results_page', 'rewrite_results_page', 'missing_input', 'reproduce']
+__all__ = ['logger', 'EXPERIMENTS', 'FIGURE_SUFFIXES', 'NOTEBOOKS_DIR', 'Experiment', 'select_experiments', 'notebooks_dir',
+           'run_experiment', 'output_files', 'gather_outputs', 'clean_executed', 'keep_executed', 'load_results',
+           'notebook_hash', 'section_status', 'render_results_page', 'write_results_page', 'rewrite_results_page',
+           'missing_input', 'reproduce']
 
 # %% ../nbs/16_paper.ipynb #8acaf7fe
 logger = logging.getLogger(__name__)
@@ -72,8 +74,14 @@ def run_experiment(exp: Experiment, scale: str | Scale, out_root: str | Path, se
     out.mkdir(parents=True, exist_ok=True)
     params = {'scale': scale.value, 'seed': seed, 'out_dir': str(out), **exp.params.get(scale.value, {})}
     logger.info('running %s (%s) with %s', exp.name, exp.notebook, params)
-    pm.execute_notebook(str(src), str(out / exp.notebook), parameters=params, cwd=str(nbs),
-                        kernel_name='python3', progress_bar=progress_bar)
+    backend = os.environ.get('MPLBACKEND')
+    os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'  # the kept notebook shows its figures inline
+    try:
+        pm.execute_notebook(str(src), str(out / exp.notebook), parameters=params, cwd=str(nbs),
+                            kernel_name='python3', progress_bar=progress_bar)
+    finally:
+        if backend is None: os.environ.pop('MPLBACKEND', None)
+        else: os.environ['MPLBACKEND'] = backend
     return out
 
 # %% ../nbs/16_paper.ipynb #a9d6b0ff
@@ -91,6 +99,34 @@ def gather_outputs(out: str | Path, figures_dir: str | Path) -> list[Path]:
         atomic_write_bytes(figures_dir / f.name, f.read_bytes())
         copied.append(figures_dir / f.name)
     return copied
+
+NOTEBOOKS_DIR = 'notebooks'  # executed experiment notebooks, inside figures/
+
+def _collapse_cr(text: str) -> str:
+    # a progress bar rewrites its line with carriage returns: keep what a terminal would show last
+    return '\n'.join(line.rsplit('\r', 1)[-1] for line in text.split('\n'))
+
+def clean_executed(nb: dict, meta: dict) -> dict:
+    "An executed notebook as it is kept: outputs and cell tags, no execution counts or timings, `meta` under `metadata.mmp_repro`."
+    for c in nb['cells']:
+        c['metadata'] = {k: v for k, v in c.get('metadata', {}).items() if k == 'tags'}
+        if c['cell_type'] != 'code': continue
+        c['execution_count'] = None
+        for o in c.get('outputs', []):
+            if 'execution_count' in o: o['execution_count'] = None
+            if o.get('output_type') == 'stream':
+                o['text'] = _collapse_cr(o['text'] if isinstance(o['text'], str) else ''.join(o['text']))
+    kernel = nb.get('metadata', {}).get('kernelspec', {})
+    nb['metadata'] = {'kernelspec': kernel, 'language_info': {'name': 'python'}, 'mmp_repro': meta}
+    return nb
+
+def keep_executed(executed: str | Path, figures_dir: str | Path, meta: dict) -> Path:
+    "Write the cleaned copy of papermill's `executed` notebook to `figures_dir/notebooks/`, atomically; return its path."
+    nb = clean_executed(json.loads(Path(executed).read_text(encoding='utf-8')), meta)
+    dest = Path(figures_dir) / NOTEBOOKS_DIR / Path(executed).name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest, (json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + '\n').encode())
+    return dest
 
 def load_results(figures_dir: str | Path) -> dict:
     "The collected records of `figures_dir/results.json` (empty when absent)."
@@ -128,6 +164,8 @@ def _experiment_section(name: str, rec: dict, figures_dir: Path) -> str:
              f"Notebook `{rec.get('notebook', exp.notebook if exp else '?')}` · scale `{cfg.get('scale', '?')}` · "
              f"seed {cfg.get('seed', '?')} · wall time {rec.get('wall_time_s', '?')} s", '',
              f"Produced by {status}.", '']
+    if rec.get('executed_notebook') and (figures_dir / rec['executed_notebook']).is_file():
+        lines += [f"The notebook as it ran, with every intermediate output: [{rec['executed_notebook']}]({rec['executed_notebook']}).", '']
     for f in rec.get('files', []):
         path = figures_dir / f
         if f.endswith('.md') and path.exists(): lines += [path.read_text().strip(), '']
@@ -215,7 +253,7 @@ def reproduce(scale: str | Scale = 'quick', only: list[str] | None = None, seed:
         rec_path = out / 'results.json'
         rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
         rec.update(notebook=exp.notebook, files=[f.name for f in output_files(out)], runner_wall_time_s=round(sw.elapsed, 2),
-                   executed_notebook=str(out / exp.notebook),
+                   executed_notebook=f'{NOTEBOOKS_DIR}/{exp.notebook}',
                    provenance={'version': code['version'], 'source_sha256': code['source_sha256'],
                                'git_commit': code['git_commit'], 'git_dirty': code['git_dirty'],
                                'notebook_sha256': notebook_hash(nbs / exp.notebook), 'fresh': not resume})
@@ -230,6 +268,8 @@ def reproduce(scale: str | Scale = 'quick', only: list[str] | None = None, seed:
     results = load_results(figures_dir)
     for name, (out, rec) in done.items():
         gather_outputs(out, figures_dir)
+        keep_executed(out / rec['notebook'], figures_dir, {'experiment': name, 'scale': scale.value, 'seed': seed,
+                                                           'provenance': rec['provenance']})
         results['experiments'][name] = rec
     results.update(scale=scale.value, seed=seed, git_commit=code['git_commit'], source_sha256=code['source_sha256'], skipped=skipped)
     page = write_results_page(figures_dir, results)

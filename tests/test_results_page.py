@@ -42,3 +42,26 @@ def test_a_failing_experiment_leaves_figures_untouched(tmp_path, monkeypatch):
         paper.reproduce('smoke', only=['roads', 'street'], out_root=out, figures_dir=figs, allow_dirty=True)
     assert sorted(p.name for p in figs.iterdir()) == ['results.json'], 'nothing gathered, no page written'
     assert (out / 'roads' / 'roads.md').exists(), 'the executed outputs stay for a look'
+
+
+def test_each_section_keeps_the_notebook_that_produced_it():
+    # figures/notebooks/<nb> is papermill's output of the same reproduce run as the section's tables and figures
+    results = load_results(FIGURES)
+    page = (FIGURES / 'RESULTS.md').read_text()
+    for name, rec in results['experiments'].items():
+        assert rec.get('executed_notebook') == f'notebooks/{rec["notebook"]}', name
+        path = FIGURES / rec['executed_notebook']
+        assert path.is_file(), f'{path} missing: regenerate with `mmp_repro reproduce --only {name}`'
+        nb = json.loads(path.read_text())
+        meta = nb['metadata']['mmp_repro']
+        assert (meta['experiment'], meta['scale'], meta['seed']) == (name, rec['config']['scale'], rec['config']['seed']), name
+        assert meta['provenance'] == rec['provenance'], f'{path} is from another run than the section {name}'
+        code = [c for c in nb['cells'] if c['cell_type'] == 'code']
+        injected = [c for c in code if 'injected-parameters' in c['metadata'].get('tags', [])]
+        assert len(injected) == 1 and f'scale = "{meta["scale"]}"' in ''.join(injected[0]['source']), name
+        assert not [o for c in code for o in c.get('outputs', []) if o['output_type'] == 'error'], name
+        assert all(c['execution_count'] is None for c in code), f'{path} is not cleaned'
+        figures = sum('image/png' in o.get('data', {}) for c in code for o in c.get('outputs', []))
+        drawn = [f for f in rec['files'] if f.endswith('.png')]
+        assert figures >= len(drawn), f'{path} shows {figures} figures inline but the section has {len(drawn)}'
+        assert f'({rec["executed_notebook"]})' in page, f'the results page does not link {name} to its notebook'

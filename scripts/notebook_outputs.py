@@ -1,0 +1,162 @@
+"""Execute the lesson notebooks of `nbs/` and keep their outputs, or check that the committed outputs still hold.
+
+    python scripts/notebook_outputs.py write [NAMES...]   # run, clean, save in place (`make outputs`)
+    python scripts/notebook_outputs.py check [NAMES...]   # run into memory, compare with what is committed
+
+Lesson notebooks are every notebook in `nbs/` except `index.ipynb` and the experiment notebooks of
+`mmp_repro.paper.EXPERIMENTS`, whose executed quick-scale runs `mmp_repro reproduce` keeps in
+`figures/notebooks/`. Outputs are cleaned as `nbdev_clean` cleans them (no execution counts, no
+volatile metadata, no object addresses). The check compares what is deterministic: text printed to
+stdout and the plain-text value of each result and display; a cell marked `#| volatile` (timings) is
+run but not compared, stderr (progress bars, warnings) is never compared, and figures are compared
+by count, since PNG bytes depend on the matplotlib build.
+"""
+from __future__ import annotations
+import argparse, copy, json, os, re, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT / 'nbs'
+# Both `write` and `check` run each kernel on one thread, two notebooks at a time: the same
+# arithmetic in both, so printed floats agree to the last digit, and both cores busy.
+KERNEL_ENV = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1',
+              'MPLBACKEND': 'module://matplotlib_inline.backend_inline', 'TQDM_DISABLE': '1',
+              'PYDEVD_DISABLE_FILE_VALIDATION': '1'}
+VOLATILE = re.compile(r'^\s*#\|\s*volatile\b', re.M)
+IPROGRESS = re.compile(r'^.*TqdmWarning: IProgress not found.*\n(?:.*from \.autonotebook import.*\n)?', re.M)
+TEXT_KEYS = ('text/plain', 'text/markdown', 'text/latex')
+
+
+def lesson_notebooks(names: list[str] | None = None) -> list[Path]:
+    "The lesson notebooks of `nbs/` (all, or those whose file name or stem is in `names`), in reading order."
+    sys.path.insert(0, str(ROOT))
+    from mmp_repro.paper import EXPERIMENTS
+    experiments = {e.notebook for e in EXPERIMENTS.values()}
+    nbs = [p for p in sorted(NBS.glob('*.ipynb')) if p.name != 'index.ipynb' and p.name not in experiments]
+    if names:
+        unknown = [n for n in names if not any(n in (p.name, p.stem) for p in nbs)]
+        if unknown: raise SystemExit(f'not lesson notebooks: {unknown}; choose from {[p.stem for p in nbs]}')
+        nbs = [p for p in nbs if p.name in names or p.stem in names]
+    return nbs
+
+
+def _collapse_cr(text: str) -> str:
+    "What a terminal shows of `text`: each line's last carriage-return rewrite."
+    return '\n'.join(line.rsplit('\r', 1)[-1] for line in text.split('\n'))
+
+
+def clean(nb: dict) -> dict:
+    "`nbdev_clean`'s cleaning with this project's settings (cell tags kept for papermill), plus terminal rewrites collapsed."
+    from nbdev.clean import clean_nb
+    from nbdev.config import get_config
+    cfg = get_config(path=ROOT)
+    clean_nb(nb, allowed_metadata_keys=cfg.get('allowed_metadata_keys', '').split(),
+             allowed_cell_metadata_keys=cfg.get('allowed_cell_metadata_keys', '').split(), clean_ids=True)
+    for c in nb['cells']:
+        for o in c.get('outputs', []):
+            if o.get('output_type') == 'stream':
+                text = o['text'] if isinstance(o['text'], str) else ''.join(o['text'])
+                o['text'] = IPROGRESS.sub('', _collapse_cr(text))
+        # tqdm's notice that ipywidgets is absent says nothing about the lesson: drop it, and an output it leaves empty
+        if 'outputs' in c: c['outputs'] = [o for o in c['outputs'] if o.get('output_type') != 'stream' or o['text']]
+    return nb
+
+
+def execute(path: Path) -> tuple[dict, float]:
+    "Run `path` in a fresh kernel (working directory `nbs/`); return the cleaned notebook and the seconds it took."
+    import nbformat
+    from nbclient import NotebookClient
+    os.environ.update(KERNEL_ENV)
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=1800, kernel_name='python3', resources={'metadata': {'path': str(NBS)}}).execute()
+    return clean(json.loads(nbformat.writes(nb))), time.perf_counter() - start
+
+
+def _text(v) -> str: return v if isinstance(v, str) else ''.join(v)
+
+
+def comparable(cell: dict) -> list[tuple]:
+    "The deterministic part of a code cell's outputs: stdout text, plain-text values, and a count of figures."
+    out, figures = [], 0
+    for o in cell.get('outputs', []):
+        kind = o['output_type']
+        if kind == 'stream' and o.get('name') == 'stdout': out.append(('stdout', _text(o['text'])))
+        elif kind == 'error': out.append(('error', o.get('ename'), o.get('evalue')))
+        elif kind in ('execute_result', 'display_data'):
+            data = o.get('data', {})
+            figures += any(k.startswith('image/') for k in data)
+            for k in TEXT_KEYS:
+                if k in data and not (k == 'text/plain' and any(i.startswith('image/') for i in data)):
+                    out.append((k, _text(data[k])))
+    return out + [('figures', figures)]
+
+
+def differences(committed: dict, fresh: dict) -> list[str]:
+    "Where `fresh` (just executed) departs from `committed`, one line per cell; empty when they agree."
+    a = [c for c in committed['cells'] if c['cell_type'] == 'code']
+    b = [c for c in fresh['cells'] if c['cell_type'] == 'code']
+    if [_text(c['source']) for c in a] != [_text(c['source']) for c in b]: return ['the code cells differ']
+    diffs = []
+    for i, (ca, cb) in enumerate(zip(a, b)):
+        errors = [o for o in cb.get('outputs', []) if o['output_type'] == 'error']
+        if errors: diffs.append(f'code cell {i}: raised {errors[0].get("ename")}: {errors[0].get("evalue")}'); continue
+        if VOLATILE.search(_text(ca['source'])): continue
+        if not ca.get('outputs') and cb.get('outputs') and not [o for o in cb['outputs'] if o.get('name') == 'stderr']:
+            diffs.append(f'code cell {i}: has outputs now but none committed'); continue
+        pa, pb = comparable(ca), comparable(cb)
+        if pa != pb:
+            first = _text(ca['source']).strip().splitlines()[0][:70] if _text(ca['source']).strip() else ''
+            diffs.append(f'code cell {i} ({first!r}): committed {str(pa)[:300]} != now {str(pb)[:300]}')
+    return diffs
+
+
+def _write_one(path: Path) -> str:
+    from execnb.nbio import nb2str
+    nb, secs = execute(path)
+    errors = [o for c in nb['cells'] for o in c.get('outputs', []) if o.get('output_type') == 'error']
+    if errors: return f'{path.name}: FAILED ({errors[0].get("ename")}: {errors[0].get("evalue")}); not written'
+    tmp = path.with_suffix('.ipynb.tmp')
+    tmp.write_text(nb2str(nb), encoding='utf-8')
+    tmp.replace(path)
+    figs = sum(comparable(c)[-1][1] for c in nb['cells'] if c['cell_type'] == 'code')
+    return f'{path.name}: written in {secs:.0f} s ({figs} figures)'
+
+
+def _check_one(path: Path) -> tuple[str, list[str], float]:
+    committed = json.loads(path.read_text(encoding='utf-8'))
+    try: fresh, secs = execute(path)
+    except Exception as e:  # a cell that raises: nbclient stops there
+        return path.name, [f'execution failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}'], 0.0
+    return path.name, differences(committed, fresh), secs
+
+
+def check(paths: list[Path], workers: int = 2) -> dict[str, list[str]]:
+    "Execute `paths` (two at a time) and return, per notebook, where its outputs differ from the committed ones."
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(pool.map(_check_one, paths))
+    for name, diffs, secs in results: print(f'{name}: {"ok" if not diffs else f"{len(diffs)} differences"} ({secs:.0f} s)', file=sys.stderr)
+    return {name: diffs for name, diffs, _ in results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('mode', choices=['write', 'check'])
+    p.add_argument('names', nargs='*', help='notebook file names or stems (default: every lesson notebook)')
+    p.add_argument('--workers', type=int, default=2)
+    a = p.parse_args(argv)
+    paths = lesson_notebooks(a.names)
+    if a.mode == 'write':
+        with ProcessPoolExecutor(a.workers) as pool:
+            lines = list(pool.map(_write_one, paths))
+        print('\n'.join(lines))
+        return int(any('FAILED' in l for l in lines))
+    bad = {n: d for n, d in check(paths, a.workers).items() if d}
+    for n, d in bad.items(): print(f'{n}:\n  ' + '\n  '.join(d))
+    if bad: print('committed outputs no longer match the code: run `make outputs` and commit the notebooks')
+    return int(bool(bad))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
