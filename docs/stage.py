@@ -27,6 +27,7 @@ DIRECTIVE = re.compile(r'^\s*#\s*\|')              # an nbdev directive line: `#
 HIDE = re.compile(r'^\s*#\s*\|\s*hide\s*$')
 FENCE = re.compile(r'^\s*(```|~~~)')
 MD_LINK = re.compile(r'(!?\[[^\]]*\]\()([^)\s]+)((?:\s+"[^"]*")?\))')  # [text](target "title"), ![alt](target)
+MARKER = '.mmp-docs-staging'  # a folder holding it was made by this script: its other files may be removed
 HTML_LINK = re.compile(r'((?:src|href)=")([^"]+)(")')
 
 
@@ -178,6 +179,7 @@ def stage(out: Path) -> Stager:
             + toc('Results', ['figures/RESULTS']) + toc('Reference', ['API reference <api/index>', 'Command line <cli>']))
     st.markdown(Path('README.md'), Path('index.md'), extra=tocs)
 
+    st.write(MARKER, 'made by docs/stage.py: files here are rewritten or removed on every build\n')
     for path in sorted(out.rglob('*'), reverse=True):  # stale files of an earlier staging, then empty folders
         if path.is_file() and path not in st.written: path.unlink()
         elif path.is_dir() and not any(path.iterdir()): path.rmdir()
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('out', nargs='?', default=str(ROOT / '_docs' / 'src'), help='staging folder (default _docs/src)')
     out = Path(p.parse_args(argv).out).resolve()
+    # staging removes every file it did not write: never in a folder of someone else's files
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise SystemExit(f'{out} is not empty and was not made by docs/stage.py: choose an empty or new folder')
     st = stage(out)
     print(f'staged {len(st.written)} files into {out}', file=sys.stderr)
 

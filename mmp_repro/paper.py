@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -19,9 +20,9 @@ from .runs import atomic_write_bytes, check_writable, code_identity, source_hash
 
 # %% auto #0
 __all__ = ['logger', 'EXPERIMENTS', 'FIGURE_SUFFIXES', 'NOTEBOOKS_DIR', 'Experiment', 'select_experiments', 'notebooks_dir',
-           'run_experiment', 'output_files', 'gather_outputs', 'clean_executed', 'keep_executed', 'load_results',
-           'notebook_hash', 'section_status', 'render_results_page', 'write_results_page', 'rewrite_results_page',
-           'missing_input', 'reproduce']
+           'run_experiment', 'output_files', 'gather_outputs', 'clean_outputs', 'clean_executed', 'keep_executed',
+           'load_results', 'notebook_hash', 'section_status', 'render_results_page', 'write_results_page',
+           'rewrite_results_page', 'missing_input', 'reproduce']
 
 # %% ../nbs/16_paper.ipynb #8acaf7fe
 logger = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def run_experiment(exp: Experiment, scale: str | Scale, out_root: str | Path, se
     if not src.exists(): raise FileNotFoundError(f'{src}: notebook of experiment {exp.name!r} is missing')
     out = Path(out_root).resolve() / exp.name
     out.mkdir(parents=True, exist_ok=True)
-    params = {'scale': scale.value, 'seed': seed, 'out_dir': str(out), **exp.params.get(scale.value, {})}
+    # relative to the notebook's working directory (nbs/), so that the kept notebook names no path of this machine
+    params = {'scale': scale.value, 'seed': seed, 'out_dir': os.path.relpath(out, nbs.resolve()), **exp.params.get(scale.value, {})}
     logger.info('running %s (%s) with %s', exp.name, exp.notebook, params)
     backend = os.environ.get('MPLBACKEND')
     os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'  # the kept notebook shows its figures inline
@@ -102,9 +104,28 @@ def gather_outputs(out: str | Path, figures_dir: str | Path) -> list[Path]:
 
 NOTEBOOKS_DIR = 'notebooks'  # executed experiment notebooks, inside figures/
 
-def _collapse_cr(text: str) -> str:
-    # a progress bar rewrites its line with carriage returns: keep what a terminal would show last
-    return '\n'.join(line.rsplit('\r', 1)[-1] for line in text.split('\n'))
+_ADDRESS = re.compile(r'(<[^<>]*?) at 0x[0-9a-fA-F]+(>)')  # `<object at 0x7f...>` differs on every run
+
+def _terminal_text(text: str) -> str:
+    # what a terminal shows: a carriage return followed by more text rewrites its line (nbclient's rule)
+    return re.sub(r'[^\n]*\r(?=[^\n])', '', text)
+
+def clean_outputs(outputs: list[dict]) -> list[dict]:
+    "Outputs as a reader should see them: consecutive stream chunks merged, progress bars at their last state, no addresses."
+    merged = []
+    for o in outputs:
+        o = {**o, 'data': dict(o['data'])} if 'data' in o else dict(o)  # the caller's outputs stay as they were
+        if 'execution_count' in o: o['execution_count'] = None
+        if o.get('output_type') == 'stream':
+            o['text'] = o['text'] if isinstance(o['text'], str) else ''.join(o['text'])
+            if merged and merged[-1].get('output_type') == 'stream' and merged[-1]['name'] == o['name']:
+                merged[-1] = {**merged[-1], 'text': merged[-1]['text'] + o['text']}; continue
+        merged.append(o)
+    for o in merged:
+        if o.get('output_type') == 'stream': o['text'] = _ADDRESS.sub(r'\1\2', _terminal_text(o['text']))
+        for k, v in o.get('data', {}).items():
+            if k.startswith('text/'): o['data'][k] = _ADDRESS.sub(r'\1\2', v if isinstance(v, str) else ''.join(v))
+    return [o for o in merged if o.get('output_type') != 'stream' or o['text']]
 
 def clean_executed(nb: dict, meta: dict) -> dict:
     "An executed notebook as it is kept: outputs and cell tags, no execution counts or timings, `meta` under `metadata.mmp_repro`."
@@ -112,10 +133,7 @@ def clean_executed(nb: dict, meta: dict) -> dict:
         c['metadata'] = {k: v for k, v in c.get('metadata', {}).items() if k == 'tags'}
         if c['cell_type'] != 'code': continue
         c['execution_count'] = None
-        for o in c.get('outputs', []):
-            if 'execution_count' in o: o['execution_count'] = None
-            if o.get('output_type') == 'stream':
-                o['text'] = _collapse_cr(o['text'] if isinstance(o['text'], str) else ''.join(o['text']))
+        c['outputs'] = clean_outputs(c.get('outputs', []))
     kernel = nb.get('metadata', {}).get('kernelspec', {})
     nb['metadata'] = {'kernelspec': kernel, 'language_info': {'name': 'python'}, 'mmp_repro': meta}
     return nb
@@ -164,8 +182,9 @@ def _experiment_section(name: str, rec: dict, figures_dir: Path) -> str:
              f"Notebook `{rec.get('notebook', exp.notebook if exp else '?')}` · scale `{cfg.get('scale', '?')}` · "
              f"seed {cfg.get('seed', '?')} · wall time {rec.get('wall_time_s', '?')} s", '',
              f"Produced by {status}.", '']
-    if rec.get('executed_notebook') and (figures_dir / rec['executed_notebook']).is_file():
-        lines += [f"The notebook as it ran, with every intermediate output: [{rec['executed_notebook']}]({rec['executed_notebook']}).", '']
+    kept = f"{NOTEBOOKS_DIR}/{rec.get('notebook', '')}"
+    if rec.get('notebook') and (figures_dir / kept).is_file():
+        lines += [f"The notebook as it ran, with every intermediate output: [{kept}]({kept}).", '']
     for f in rec.get('files', []):
         path = figures_dir / f
         if f.endswith('.md') and path.exists(): lines += [path.read_text().strip(), '']

@@ -8,30 +8,39 @@ Lesson notebooks are every notebook in `nbs/` except `index.ipynb` and the exper
 `figures/notebooks/`. Outputs are cleaned as `nbdev_clean` cleans them (no execution counts, no
 volatile metadata, no object addresses). The check compares what is deterministic: text printed to
 stdout and the plain-text value of each result and display; a cell marked `#| volatile` (timings) is
-run but not compared, stderr (progress bars, warnings) is never compared, and figures are compared
-by count, since PNG bytes depend on the matplotlib build.
+run but not compared, a cell with one of settings.ini's `tst_flags` (`#| slow`, ...) is run by `write`
+only, as `nbdev_test` skips it, stderr (progress bars, warnings) is never compared, and figures are
+compared by count, since PNG bytes depend on the matplotlib build.
 """
 from __future__ import annotations
 import argparse, copy, json, os, re, sys, time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / 'nbs'
+sys.path.insert(0, str(ROOT))
+from mmp_repro.paper import EXPERIMENTS, clean_outputs  # noqa: E402  (the checkout's package, not an installed one)
+from mmp_repro.runs import atomic_write_bytes  # noqa: E402
 # Both `write` and `check` run each kernel on one thread, two notebooks at a time: the same
 # arithmetic in both, so printed floats agree to the last digit, and both cores busy.
 KERNEL_ENV = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1',
               'MPLBACKEND': 'module://matplotlib_inline.backend_inline', 'TQDM_DISABLE': '1',
               'PYDEVD_DISABLE_FILE_VALIDATION': '1'}
 VOLATILE = re.compile(r'^\s*#\|\s*volatile\b', re.M)
+
+
+def _flagged(source: str) -> bool:
+    "Whether a cell carries one of settings.ini's `tst_flags` (slow, gpu, ...): `nbdev_test` and `check` skip it."
+    from nbdev.config import get_config
+    flags = get_config(path=ROOT).get('tst_flags', '').split()
+    return any(re.search(rf'^\s*#\|\s*{f}\b', source, re.M) for f in flags)
 IPROGRESS = re.compile(r'^.*TqdmWarning: IProgress not found.*\n(?:.*from \.autonotebook import.*\n)?', re.M)
 TEXT_KEYS = ('text/plain', 'text/markdown', 'text/latex')
 
 
 def lesson_notebooks(names: list[str] | None = None) -> list[Path]:
     "The lesson notebooks of `nbs/` (all, or those whose file name or stem is in `names`), in reading order."
-    sys.path.insert(0, str(ROOT))
-    from mmp_repro.paper import EXPERIMENTS
     experiments = {e.notebook for e in EXPERIMENTS.values()}
     nbs = [p for p in sorted(NBS.glob('*.ipynb')) if p.name != 'index.ipynb' and p.name not in experiments]
     if names:
@@ -41,36 +50,37 @@ def lesson_notebooks(names: list[str] | None = None) -> list[Path]:
     return nbs
 
 
-def _collapse_cr(text: str) -> str:
-    "What a terminal shows of `text`: each line's last carriage-return rewrite."
-    return '\n'.join(line.rsplit('\r', 1)[-1] for line in text.split('\n'))
-
-
 def clean(nb: dict) -> dict:
-    "`nbdev_clean`'s cleaning with this project's settings (cell tags kept for papermill), plus terminal rewrites collapsed."
+    "`nbdev_clean`'s cleaning with this project's settings (cell tags kept for papermill), then `paper.clean_outputs`."
     from nbdev.clean import clean_nb
     from nbdev.config import get_config
     cfg = get_config(path=ROOT)
     clean_nb(nb, allowed_metadata_keys=cfg.get('allowed_metadata_keys', '').split(),
              allowed_cell_metadata_keys=cfg.get('allowed_cell_metadata_keys', '').split(), clean_ids=True)
     for c in nb['cells']:
-        for o in c.get('outputs', []):
-            if o.get('output_type') == 'stream':
-                text = o['text'] if isinstance(o['text'], str) else ''.join(o['text'])
-                o['text'] = IPROGRESS.sub('', _collapse_cr(text))
+        if 'outputs' not in c: continue
+        outputs = clean_outputs(c['outputs'])
         # tqdm's notice that ipywidgets is absent says nothing about the lesson: drop it, and an output it leaves empty
-        if 'outputs' in c: c['outputs'] = [o for o in c['outputs'] if o.get('output_type') != 'stream' or o['text']]
+        for o in outputs:
+            if o['output_type'] == 'stream': o['text'] = IPROGRESS.sub('', o['text'])
+        c['outputs'] = [o for o in outputs if o['output_type'] != 'stream' or o['text']]
     return nb
 
 
-def execute(path: Path) -> tuple[dict, float]:
-    "Run `path` in a fresh kernel (working directory `nbs/`); return the cleaned notebook and the seconds it took."
+def execute(path: Path, skip_flagged: bool = False) -> tuple[dict, float]:
+    """Run `path` in a fresh kernel (working directory `nbs/`); return the cleaned notebook and the seconds it took.
+    With `skip_flagged`, cells carrying a `tst_flags` flag are not run (as under `nbdev_test`) and keep no output."""
     import nbformat
     from nbclient import NotebookClient
-    os.environ.update(KERNEL_ENV)
     nb = nbformat.read(path, as_version=4)
+    # the closing `nbdev_export()` cell is never run here: it would rewrite the package while other kernels import it
+    skipped = {i: c.source for i, c in enumerate(nb.cells)
+               if c.cell_type == 'code' and ('nbdev_export()' in c.source or (skip_flagged and _flagged(c.source)))}
+    for i in skipped: nb.cells[i].source = 'pass'
     start = time.perf_counter()
-    NotebookClient(nb, timeout=1800, kernel_name='python3', resources={'metadata': {'path': str(NBS)}}).execute()
+    NotebookClient(nb, timeout=1800, kernel_name='python3', resources={'metadata': {'path': str(NBS)}}).execute(
+        env={**os.environ, **KERNEL_ENV})
+    for i, source in skipped.items(): nb.cells[i].source, nb.cells[i].outputs = source, []
     return clean(json.loads(nbformat.writes(nb))), time.perf_counter() - start
 
 
@@ -80,9 +90,11 @@ def _text(v) -> str: return v if isinstance(v, str) else ''.join(v)
 def comparable(cell: dict) -> list[tuple]:
     "The deterministic part of a code cell's outputs: stdout text, plain-text values, and a count of figures."
     out, figures = [], 0
+    stdout = ''.join(_text(o['text']) for o in cell.get('outputs', []) if o.get('name') == 'stdout')
+    if stdout: out.append(('stdout', stdout))  # one entry: how the kernel chunks its prints depends on timing
     for o in cell.get('outputs', []):
         kind = o['output_type']
-        if kind == 'stream' and o.get('name') == 'stdout': out.append(('stdout', _text(o['text'])))
+        if kind == 'stream': continue
         elif kind == 'error': out.append(('error', o.get('ename'), o.get('evalue')))
         elif kind in ('execute_result', 'display_data'):
             data = o.get('data', {})
@@ -102,7 +114,7 @@ def differences(committed: dict, fresh: dict) -> list[str]:
     for i, (ca, cb) in enumerate(zip(a, b)):
         errors = [o for o in cb.get('outputs', []) if o['output_type'] == 'error']
         if errors: diffs.append(f'code cell {i}: raised {errors[0].get("ename")}: {errors[0].get("evalue")}'); continue
-        if VOLATILE.search(_text(ca['source'])): continue
+        if VOLATILE.search(_text(ca['source'])) or _flagged(_text(ca['source'])): continue
         if not ca.get('outputs') and cb.get('outputs') and not [o for o in cb['outputs'] if o.get('name') == 'stderr']:
             diffs.append(f'code cell {i}: has outputs now but none committed'); continue
         pa, pb = comparable(ca), comparable(cb)
@@ -114,19 +126,17 @@ def differences(committed: dict, fresh: dict) -> list[str]:
 
 def _write_one(path: Path) -> str:
     from execnb.nbio import nb2str
-    nb, secs = execute(path)
-    errors = [o for c in nb['cells'] for o in c.get('outputs', []) if o.get('output_type') == 'error']
-    if errors: return f'{path.name}: FAILED ({errors[0].get("ename")}: {errors[0].get("evalue")}); not written'
-    tmp = path.with_suffix('.ipynb.tmp')
-    tmp.write_text(nb2str(nb), encoding='utf-8')
-    tmp.replace(path)
+    try: nb, secs = execute(path)
+    except Exception as e:  # nbclient stops at the first cell that raises: the committed notebook stays as it was
+        return f'{path.name}: FAILED ({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}); not written'
+    atomic_write_bytes(path, nb2str(nb).encode('utf-8'))
     figs = sum(comparable(c)[-1][1] for c in nb['cells'] if c['cell_type'] == 'code')
     return f'{path.name}: written in {secs:.0f} s ({figs} figures)'
 
 
 def _check_one(path: Path) -> tuple[str, list[str], float]:
     committed = json.loads(path.read_text(encoding='utf-8'))
-    try: fresh, secs = execute(path)
+    try: fresh, secs = execute(path, skip_flagged=True)
     except Exception as e:  # a cell that raises: nbclient stops there
         return path.name, [f'execution failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}'], 0.0
     return path.name, differences(committed, fresh), secs
@@ -134,7 +144,7 @@ def _check_one(path: Path) -> tuple[str, list[str], float]:
 
 def check(paths: list[Path], workers: int = 2) -> dict[str, list[str]]:
     "Execute `paths` (two at a time) and return, per notebook, where its outputs differ from the committed ones."
-    with ProcessPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers) as pool:  # each notebook runs in its own kernel process
         results = list(pool.map(_check_one, paths))
     for name, diffs, secs in results: print(f'{name}: {"ok" if not diffs else f"{len(diffs)} differences"} ({secs:.0f} s)', file=sys.stderr)
     return {name: diffs for name, diffs, _ in results}
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     paths = lesson_notebooks(a.names)
     if a.mode == 'write':
-        with ProcessPoolExecutor(a.workers) as pool:
+        with ThreadPoolExecutor(a.workers) as pool:
             lines = list(pool.map(_write_one, paths))
         print('\n'.join(lines))
         return int(any('FAILED' in l for l in lines))

@@ -3,7 +3,6 @@ import copy
 import importlib.util
 import json
 import re
-import sys
 
 import pytest
 
@@ -11,7 +10,7 @@ from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location('notebook_outputs', ROOT / 'scripts' / 'notebook_outputs.py')
 nbo = importlib.util.module_from_spec(spec)
-sys.modules['notebook_outputs'] = nbo  # its worker processes find their functions by module name
+
 spec.loader.exec_module(nbo)
 LESSONS = nbo.lesson_notebooks()
 DRAWS = re.compile(r'plt\.|\.imshow\(|subplots\(')

@@ -65,3 +65,29 @@ def test_each_section_keeps_the_notebook_that_produced_it():
         drawn = [f for f in rec['files'] if f.endswith('.png')]
         assert figures >= len(drawn), f'{path} shows {figures} figures inline but the section has {len(drawn)}'
         assert f'({rec["executed_notebook"]})' in page, f'the results page does not link {name} to its notebook'
+
+
+def test_a_successful_reproduce_keeps_each_executed_notebook(tmp_path, monkeypatch):
+    figs, out = tmp_path / 'figures', tmp_path / 'runs'
+
+    def fake(exp, scale, out_root, seed=0, nbs=None, progress_bar=True):
+        d = out_root / exp.name; d.mkdir(parents=True, exist_ok=True)
+        (d / f'{exp.name}.md').write_text('| a |\n|---|\n| 1 |\n')
+        cell = {'cell_type': 'code', 'execution_count': 7, 'metadata': {'tags': ['injected-parameters'], 'papermill': {}},
+                'source': f'scale = "{scale}"', 'outputs': [{'output_type': 'stream', 'name': 'stderr', 'text': '\r 50%'},
+                                                           {'output_type': 'stream', 'name': 'stderr', 'text': '\r100%\n'}]}
+        (d / exp.notebook).write_text(json.dumps({'cells': [cell], 'metadata': {'papermill': {'duration': 1}}, 'nbformat': 4,
+                                                  'nbformat_minor': 5}))
+        return d
+
+    monkeypatch.setattr(paper, 'run_experiment', fake)
+    paper.reproduce('smoke', only=['roads', 'street'], out_root=out, figures_dir=figs, allow_dirty=True)
+    page = (figs / 'RESULTS.md').read_text()
+    for name, nb_name in (('roads', '03_roads.ipynb'), ('street', '07_street.ipynb')):
+        kept = json.loads((figs / 'notebooks' / nb_name).read_text())
+        rec = load_results(figs)['experiments'][name]
+        assert rec['executed_notebook'] == f'notebooks/{nb_name}'
+        assert kept['metadata']['mmp_repro']['provenance'] == rec['provenance']
+        assert kept['cells'][0]['execution_count'] is None and kept['cells'][0]['metadata'] == {'tags': ['injected-parameters']}
+        assert [o['text'] for o in kept['cells'][0]['outputs']] == ['100%\n'], 'one progress bar, at its last state'
+        assert f'(notebooks/{nb_name})' in page
