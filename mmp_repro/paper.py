@@ -121,10 +121,11 @@ def clean_outputs(outputs: list[dict]) -> list[dict]:
             if merged and merged[-1].get('output_type') == 'stream' and merged[-1]['name'] == o['name']:
                 merged[-1] = {**merged[-1], 'text': merged[-1]['text'] + o['text']}; continue
         merged.append(o)
+    lines = lambda text: _ADDRESS.sub(r'\1\2', text).splitlines(keepends=True)  # one JSON string a line, as Jupyter saves it
     for o in merged:
-        if o.get('output_type') == 'stream': o['text'] = _ADDRESS.sub(r'\1\2', _terminal_text(o['text']))
+        if o.get('output_type') == 'stream': o['text'] = lines(_terminal_text(o['text']))
         for k, v in o.get('data', {}).items():
-            if k.startswith('text/'): o['data'][k] = _ADDRESS.sub(r'\1\2', v if isinstance(v, str) else ''.join(v))
+            if k.startswith('text/'): o['data'][k] = lines(v if isinstance(v, str) else ''.join(v))
     return [o for o in merged if o.get('output_type') != 'stream' or o['text']]
 
 def clean_executed(nb: dict, meta: dict) -> dict:

@@ -62,7 +62,7 @@ def clean(nb: dict) -> dict:
         outputs = clean_outputs(c['outputs'])
         # tqdm's notice that ipywidgets is absent says nothing about the lesson: drop it, and an output it leaves empty
         for o in outputs:
-            if o['output_type'] == 'stream': o['text'] = IPROGRESS.sub('', o['text'])
+            if o['output_type'] == 'stream': o['text'] = IPROGRESS.sub('', ''.join(o['text'])).splitlines(keepends=True)
         c['outputs'] = [o for o in outputs if o['output_type'] != 'stream' or o['text']]
     return nb
 

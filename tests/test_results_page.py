@@ -89,5 +89,5 @@ def test_a_successful_reproduce_keeps_each_executed_notebook(tmp_path, monkeypat
         assert rec['executed_notebook'] == f'notebooks/{nb_name}'
         assert kept['metadata']['mmp_repro']['provenance'] == rec['provenance']
         assert kept['cells'][0]['execution_count'] is None and kept['cells'][0]['metadata'] == {'tags': ['injected-parameters']}
-        assert [o['text'] for o in kept['cells'][0]['outputs']] == ['100%\n'], 'one progress bar, at its last state'
+        assert [o['text'] for o in kept['cells'][0]['outputs']] == [['100%\n']], 'one progress bar, at its last state'
         assert f'(notebooks/{nb_name})' in page
