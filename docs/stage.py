@@ -115,9 +115,11 @@ class Stager:
         self.write(dest, self.rewrite_links((ROOT / src).read_text(encoding='utf-8'), src, dest) + extra)
 
 
-def lesson_notebooks(exp_nbs: set[str]) -> list[str]:
-    "The notebooks of nbs/ in file-name order, without the experiments and the README source."
-    return [p.name for p in sorted(NBS.glob('*.ipynb')) if p.name not in exp_nbs and p.name != README_NB]
+def lesson_notebooks() -> list[str]:
+    "The lesson notebooks, as `make outputs` and its test define them (scripts/notebook_outputs.py)."
+    sys.path.insert(0, str(ROOT / 'scripts'))
+    from notebook_outputs import lesson_notebooks as lessons
+    return [p.name for p in lessons()]
 
 
 def module_notebooks() -> dict[str, str]:
@@ -152,7 +154,7 @@ def api_pages(st: Stager) -> list[str]:
 def stage(out: Path) -> Stager:
     exps = experiments()
     st = Stager(out, exps)
-    lessons = lesson_notebooks(st.exp_nbs)
+    lessons = lesson_notebooks()
     for name in lessons: st.notebook(Path('nbs') / name, Path('nbs') / name)
 
     exp_toc = []

@@ -124,11 +124,16 @@ def differences(committed: dict, fresh: dict) -> list[str]:
     return diffs
 
 
+def _last_line(e: Exception) -> str:
+    "An exception in one line: nbclient's messages end with the cell's own error."
+    return f'{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}'
+
+
 def _write_one(path: Path) -> str:
     from execnb.nbio import nb2str
     try: nb, secs = execute(path)
     except Exception as e:  # nbclient stops at the first cell that raises: the committed notebook stays as it was
-        return f'{path.name}: FAILED ({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}); not written'
+        return f'{path.name}: FAILED ({_last_line(e)}); not written'
     atomic_write_bytes(path, nb2str(nb).encode('utf-8'))
     figs = sum(comparable(c)[-1][1] for c in nb['cells'] if c['cell_type'] == 'code')
     return f'{path.name}: written in {secs:.0f} s ({figs} figures)'
@@ -138,7 +143,7 @@ def _check_one(path: Path) -> tuple[str, list[str], float]:
     committed = json.loads(path.read_text(encoding='utf-8'))
     try: fresh, secs = execute(path, skip_flagged=True)
     except Exception as e:  # a cell that raises: nbclient stops there
-        return path.name, [f'execution failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ""}'], 0.0
+        return path.name, [f'execution failed: {_last_line(e)}'], 0.0
     return path.name, differences(committed, fresh), secs
 
 
