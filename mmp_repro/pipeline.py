@@ -35,11 +35,11 @@ from .runs import (RUN_FILE, RunMismatchError, atomic_savetxt, check_identity, c
                             identity_diff, load_verified, mismatch_message, open_run, read_identity, save_verified)
 
 # %% auto #0
-__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'PipelineConfig', 'load_split', 'detector_for',
-           'extract_stage', 'samples_fingerprint', 'model_identity', 'run_identity', 'check_config_and_code',
-           'claim_run', 'require_run', 'mask_for', 'train_stage', 'spread_over_window', 'score_stage', 'evaluate_stage',
-           'evaluate_regions', 'config_from_dict', 'load_config', 'load_trained', 'evaluate_run', 'watch', 'preflight',
-           'run_pipeline']
+__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'DATASET_PRESETS', 'DatasetPreset', 'PipelineConfig',
+           'preset_summary', 'load_split', 'detector_for', 'extract_stage', 'samples_fingerprint', 'model_identity',
+           'run_identity', 'check_config_and_code', 'claim_run', 'require_run', 'mask_for', 'train_stage',
+           'spread_over_window', 'score_stage', 'evaluate_stage', 'evaluate_regions', 'config_from_dict', 'load_config',
+           'load_trained', 'evaluate_run', 'watch', 'preflight', 'run_pipeline']
 
 # %% ../nbs/17_pipeline.ipynb #a72f642c
 logger = logging.getLogger(__name__)
@@ -54,6 +54,30 @@ def _bad(name: str, flag: str, allowed: str, value) -> ValueError:
     return ValueError(f'{name} (--{flag}) must be {allowed}, got {value!r}')
 
 def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    "What a run on one dataset uses by default: Section 5.2 of the paper for Ped2, Avenue and ShanghaiTech."
+    detection_preset: str    # DETECTION_PRESETS: objectness threshold and the < 350 px area filter
+    score_preset: str        # SCORE_PRESETS: γ and the aspect weights w_A of eqs. 9-10
+    epochs: int              # at scale `full`; smoke and quick keep their own, shorter budgets
+    batch_size: int          # at scale `full`; smoke and quick train with batch 64
+    lr: float = 1e-3         # Adam
+    lam: float = 0.1         # λ, weight of the nonparticipation loss
+    delta: float = 0.05      # δ, participation below which a predictor is pushed
+    crop_size: int = 64      # objects resized to 64x64 (at scale `full`; smoke 16, quick 32)
+    mask_patch: int = 4      # mask grid cell, px
+    mask_ratio: float = 0.5  # fraction of grid cells removed
+    source: str = 'paper, Section 5.2'
+
+DATASET_PRESETS: dict[str, DatasetPreset] = {
+    'ped2': DatasetPreset('ped2', 'ped2', epochs=150, batch_size=64),
+    'avenue': DatasetPreset('avenue', 'avenue', epochs=150, batch_size=64),
+    'shanghaitech': DatasetPreset('shanghaitech', 'shanghaitech', epochs=400, batch_size=640),
+    # ours: no paper settings; Ped2's weights and training budget, the street's detector thresholds
+    'street': DatasetPreset('street', 'ped2', epochs=150, batch_size=64, source='ours (synthetic street): Ped2\'s weights and budget'),
+    'folder': DatasetPreset('street', 'ped2', epochs=150, batch_size=64, source='ours (your videos): Ped2\'s weights and budget'),
+}
 
 @dataclass
 class PipelineConfig:
@@ -120,8 +144,13 @@ class PipelineConfig:
 
     @classmethod
     def for_scale(cls, scale: str = 'smoke', **overrides) -> PipelineConfig:
-        "The preset of `scale` (smoke: seconds; quick: 2 CPU cores; full: the paper) with `overrides`."
+        """The preset of `scale` (smoke: seconds; quick: 2 CPU cores; full: the paper) for the dataset of `overrides`
+        (`DATASET_PRESETS`), with `overrides`. Detector thresholds, score weights, lr, λ, δ and the mask follow the
+        dataset at every scale; its epochs, batch size and crop size only at `full`."""
         scale = as_scale(scale).value
+        dataset = overrides.get('dataset', 'street')
+        if dataset not in DATASET_PRESETS: raise _bad('dataset', 'dataset', f'one of {list(DATASETS)}', dataset)
+        ds = DATASET_PRESETS[dataset]
         window = overrides.pop('window', 2)
         if not _is_int(window) or window < 2: raise _bad('window', 'window', 'an integer >= 2 (frames per sample; Table 9: 2-5)', window)
         net_over, train_over = dict(overrides.pop('net', {})), dict(overrides.pop('train', {}))
@@ -132,14 +161,41 @@ class PipelineConfig:
         aspects = overrides.get('aspects', 'FOC')
         if not isinstance(aspects, str) or not aspects or any(a not in ASPECT_NAMES for a in aspects) or len(set(aspects)) != len(aspects):
             raise _bad('aspects', 'aspects', 'distinct letters of FOC (e.g. F, FC, FOC)', aspects)
-        net = net_config(scale, frame_channels=3 * (window - 1), flow_channels=window - 1, **net_over)
-        epochs = {'smoke': 1, 'quick': 12, 'full': 150}[scale]
-        train = TrainConfig(**{'epochs': epochs, 'batch_size': 64, 'lr': 1e-3, 'lam': 0.1, 'delta': 0.05,
-                               'aspects': tuple(aspects), 'seed': overrides.get('seed', 0), **train_over})
+        full = scale == 'full'
+        net = net_config(scale, **{**({'crop_size': ds.crop_size} if full else {}),
+                                   'frame_channels': 3 * (window - 1), 'flow_channels': window - 1, **net_over})
+        epochs = {'smoke': 1, 'quick': 12, 'full': ds.epochs}[scale]
+        train = TrainConfig(**{'epochs': epochs, 'batch_size': ds.batch_size if full else 64, 'lr': ds.lr, 'lam': ds.lam,
+                               'delta': ds.delta, 'aspects': tuple(aspects), 'seed': overrides.get('seed', 0), **train_over})
         objects = ObjectConfig(crop_size=net.crop_size, window=window, **overrides.pop('objects', {}))
         location_steps = {'smoke': 20, 'quick': 400, 'full': 2000}[scale]
-        base = dict(scale=scale, objects=objects, net=net, train=train, location_steps=location_steps)
+        base = dict(scale=scale, objects=objects, net=net, train=train, location_steps=location_steps,
+                    detection_preset=ds.detection_preset, score_preset=ds.score_preset,
+                    mask_patch=ds.mask_patch, mask_ratio=ds.mask_ratio)
         return cls(**{**base, **overrides})
+
+def preset_summary(cfg: PipelineConfig) -> str:
+    "Human-readable lines: the settings `cfg` resolved to, and where they differ from its dataset's `DATASET_PRESETS` entry."
+    ds, det, w, t = DATASET_PRESETS[cfg.dataset], detection_config(cfg.detection_preset), cfg.weights, cfg.train
+    ws = ', '.join(f'w_{a}={v:g}' for a, v in w.w.items())
+    lines = [f'dataset {cfg.dataset}, scale {cfg.scale}; defaults: {ds.source}',
+             f'  detector {cfg.detector}: objectness >= {det.score_thr:g}, boxes under {det.min_area:g} px dropped '
+             f'(detection preset {cfg.detection_preset})',
+             f"  scores: gamma={w.gamma:g}, {ws} (score preset {cfg.score_preset}; the code's F, O, C are the paper's I, F, C)",
+             f'  training: Adam lr={t.lr:g}, lambda={t.lam:g}, delta={t.delta:g}, epochs {t.epochs}, batch {t.batch_size}',
+             f'  objects: {cfg.net.crop_size}x{cfg.net.crop_size} crops, mask removes {cfg.mask_ratio:.0%} of '
+             f'{cfg.mask_patch}x{cfg.mask_patch} px cells']
+    want = {'detection preset': (cfg.detection_preset, ds.detection_preset), 'score preset': (cfg.score_preset, ds.score_preset),
+            'gamma': (w.gamma, SCORE_PRESETS[ds.score_preset].gamma), 'lr': (t.lr, ds.lr), 'lambda': (t.lam, ds.lam),
+            'delta': (t.delta, ds.delta), 'epochs': (t.epochs, ds.epochs), 'batch': (t.batch_size, ds.batch_size),
+            'crop': (cfg.net.crop_size, ds.crop_size), 'mask patch': (cfg.mask_patch, ds.mask_patch),
+            'mask ratio': (cfg.mask_ratio, ds.mask_ratio)}
+    diff = [f'{k} {a} (default {b})' for k, (a, b) in want.items() if a != b]
+    if diff: lines.append('  differs from those defaults: ' + '; '.join(diff) +
+                          ('' if cfg.scale == 'full' else f' [the {cfg.scale} scale trains shorter, smaller models; '
+                           'only --scale full uses the full budget]'))
+    return '\n'.join(lines)
+
 
 # %% ../nbs/17_pipeline.ipynb #9ed22f36
 def load_split(cfg: PipelineConfig, split: str) -> list:

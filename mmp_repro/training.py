@@ -39,8 +39,8 @@ DEFAULT_DISTANCES = {'F': 'l1', 'O': 'l1', 'C': 'ce'}  # Section 5.2: L1 for fra
 @dataclass
 class TrainConfig:
     "Settings of a training run (Algorithm 1); the paper's values in comments."
-    epochs: int = 1                 # paper: 150 (Ped2, Avenue), 400 (ShanghaiTech)
-    batch_size: int = 64            # paper: 64; 640 for ShanghaiTech
+    epochs: int = 1                 # paper: 150 (Ped2, Avenue), 400 (ShanghaiTech); see pipeline.DATASET_PRESETS
+    batch_size: int = 64            # paper: 64; 640 for ShanghaiTech (applied at scale full by PipelineConfig.for_scale)
     lr: float = 1e-3                # paper: Adam 1e-3
     lam: float = 0.1                # λ, weight of L_NP
     delta: float = 0.05             # δ, participation threshold for U
