@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,14 @@ from tqdm.auto import tqdm
 from .core import cache_dir, find_data_root, get_device, seed_everything
 from .losses import Objective, ParticipationTracker, mmp_loss, objective_for_epoch, pairwise_distance
 from .masks import apply_mask, random_patch_masks
+from .networks import FirstStatePredictor, NetConfig, RecurrentStates, StateConditionalAE
 
 # %% auto #0
-__all__ = ['logger', 'IDX_FILES', 'IDX_SHA256', 'MIRRORS', 'read_idx', 'write_idx', 'how_to_get', 'find_idx_root',
+__all__ = ['logger', 'IDX_FILES', 'IDX_SHA256', 'MIRRORS', 'IMAGE_ARCHS', 'read_idx', 'write_idx', 'how_to_get', 'find_idx_root',
            'load_idx_split', 'collect_idx_files', 'fetch_dataset', 'make_toy_digits', 'write_toy_dataset',
-           'resize_images', 'subset_per_class', 'ImageNetConfig', 'down_block', 'up_block', 'ImageMMPNet',
-           'ImageTrainConfig', 'train_image_model', 'fit_image_model', 'predict_images', 'image_distances',
-           'training_throughput']
+           'resize_images', 'subset_per_class', 'ImageNetConfig', 'ImageMMPNet', 'down_block', 'up_block',
+           'LearnedStatesImageNet', 'build_image_net', 'ImageTrainConfig', 'train_image_model', 'init_output_bias',
+           'fit_image_model', 'predict_images', 'image_distances', 'training_throughput']
 
 # %% ../nbs/05_image_study.ipynb #2c6f8c2d
 logger = logging.getLogger(__name__)
@@ -216,18 +217,47 @@ def subset_per_class(labels: np.ndarray, classes, n_per_class: int | None, seed:
     return np.sort(np.concatenate(out))
 
 # %% ../nbs/05_image_study.ipynb #5c396ff0
+IMAGE_ARCHS = ('recurrent', 'learned_states')
+
 @dataclass
 class ImageNetConfig:
     "Architecture of f_I."
-    n_preds: int = 10      # n, predictions per input
-    width: int = 16        # channels of the first stage; the encoder goes width -> 2 width -> 4 width
-    state_dim: int = 16    # size of each predictor's state h_k
+    n_preds: int = 10          # n, predictions per input
+    width: int = 16            # learned_states: channels of the first stage (width -> 2 width -> 4 width)
+    state_dim: int = 64        # size of each state h_k (and of R's layers)
     in_channels: int = 1
+    arch: str = 'recurrent'    # 'recurrent': P, R and f as in Appendix B.3; 'learned_states': the ablation
+    image_size: int = 32       # recurrent: side of the images, a multiple of 16 (P's linear head depends on it)
+    net_width: float = 0.25    # recurrent: channel multiplier of P and f (1 = the MMP-AMS widths of Table 7)
+    r_layers: int = 7          # recurrent: fully connected layers in R
 
     def __post_init__(self):
-        for k in ('n_preds', 'width', 'state_dim', 'in_channels'):
+        for k in ('n_preds', 'width', 'state_dim', 'in_channels', 'image_size', 'r_layers'):
             if not isinstance(getattr(self, k), (int, np.integer)) or getattr(self, k) < 1:
                 raise ValueError(f'{k} must be a positive integer, got {getattr(self, k)!r}')
+        if self.arch not in IMAGE_ARCHS: raise ValueError(f'arch must be one of {IMAGE_ARCHS}, got {self.arch!r}')
+        if self.arch == 'recurrent' and self.image_size % 16:
+            raise ValueError(f'image_size must be a multiple of 16 for the recurrent f_I (four 2x down-samplings), got {self.image_size}')
+
+    def net_config(self) -> NetConfig:
+        "The MMP-AMS settings that P, R and f are built from."
+        return NetConfig(crop_size=int(self.image_size), width=float(self.net_width), n_preds=int(self.n_preds),
+                         state_dim=int(self.state_dim), in_channels=int(self.in_channels),
+                         frame_channels=int(self.in_channels), r_layers=int(self.r_layers))
+
+class ImageMMPNet(nn.Module):
+    "f_I of Appendix B.3: masked image `(B, C, S, S)` -> n predictions `(B, n, C, S, S)` in [0, 1], Î_k = f(I ⊙ M, h_k)."
+    def __init__(self, cfg: ImageNetConfig = ImageNetConfig()):
+        super().__init__()
+        self.cfg, net = cfg, cfg.net_config()
+        self.P, self.R, self.f = FirstStatePredictor(net), RecurrentStates(net), StateConditionalAE(net, cfg.in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        S = self.cfg.image_size
+        if x.shape[-2:] != (S, S): raise ValueError(f'expected {S}x{S} images (ImageNetConfig.image_size), got {tuple(x.shape[-2:])}')
+        return self.f(x, self.R(self.P(x), self.cfg.n_preds))
+
+    def output_layer(self) -> nn.Module: return self.f.dec2.deconvs[-1]
 
 def down_block(i: int, o: int) -> nn.Sequential:
     "Strided 4x4 convolution halving the size, batch norm, ReLU."
@@ -236,9 +266,9 @@ def up_block(i: int, o: int) -> nn.Sequential:
     "Strided 4x4 transposed convolution doubling the size, batch norm, ReLU."
     return nn.Sequential(nn.ConvTranspose2d(i, o, 4, 2, 1), nn.BatchNorm2d(o), nn.ReLU())
 
-class ImageMMPNet(nn.Module):
-    "f_I: a masked image `(B, C, H, W)` (H, W divisible by 8) -> n predictions `(B, n, C, H, W)` in [0, 1]."
-    def __init__(self, cfg: ImageNetConfig = ImageNetConfig()):
+class LearnedStatesImageNet(nn.Module):
+    "The ablation: one learned state per predictor, independent of the input; `(B, C, H, W)` (H, W divisible by 8) -> `(B, n, C, H, W)`."
+    def __init__(self, cfg: ImageNetConfig = ImageNetConfig(arch='learned_states')):
         super().__init__()
         self.cfg, c = cfg, cfg.width
         self.enc1, self.enc2, self.enc3 = down_block(cfg.in_channels, c), down_block(c, 2 * c), down_block(2 * c, 4 * c)
@@ -265,6 +295,13 @@ class ImageMMPNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_decoder(*self.forward_encoder(x))
 
+    def output_layer(self) -> nn.Module: return self.dec1
+
+def build_image_net(cfg: ImageNetConfig) -> nn.Module:
+    "f_I of the configured architecture."
+    return ImageMMPNet(cfg) if cfg.arch == 'recurrent' else LearnedStatesImageNet(cfg)
+
+
 # %% ../nbs/05_image_study.ipynb #b5016df0
 @dataclass
 class ImageTrainConfig:
@@ -278,6 +315,7 @@ class ImageTrainConfig:
     lr: float = 1e-4               # Adam
     patch: int = 16                # mask patch size in pixels
     ratio: float = 0.75            # share of patches removed
+    channels_last: bool = True     # NHWC on a CPU: measured faster for these convolutions (see below)
 
     def __post_init__(self):
         self.objective = Objective(self.objective).value
@@ -285,11 +323,12 @@ class ImageTrainConfig:
             raise ValueError(f'invalid training settings: {self}')
         if not 0 <= self.ratio <= 1 or not 0 <= self.delta < 1: raise ValueError(f'ratio and delta must be shares, got {self}')
 
-def train_image_model(model: ImageMMPNet, images: torch.Tensor, cfg: ImageTrainConfig, seed: int = 0,
+def train_image_model(model: nn.Module, images: torch.Tensor, cfg: ImageTrainConfig, seed: int = 0,
                       device: str | torch.device | None = None, progress: bool = False) -> dict:
     "Train `model` on `images: (N, C, H, W)` in [0, 1]; return the per-epoch history and the final participation."
     device = get_device(device) if not isinstance(device, torch.device) else device
-    model.to(device).train()
+    layout = torch.channels_last if cfg.channels_last and device.type == 'cpu' else torch.contiguous_format
+    model.to(device, memory_format=layout).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n = model.cfg.n_preds
     tracker, g = ParticipationTracker(n, cfg.delta), torch.Generator().manual_seed(seed)
@@ -300,31 +339,41 @@ def train_image_model(model: ImageMMPNet, images: torch.Tensor, cfg: ImageTrainC
         perm, tot, tot_nn = torch.randperm(len(images), generator=g), 0.0, 0.0
         for i in range(0, len(images), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            x = images[idx].to(device)
+            x = images[idx].to(device).contiguous(memory_format=layout)
             mask = random_patch_masks(len(idx), x.shape[-2:], cfg.patch, cfg.ratio, g, device)
             preds = model(apply_mask(x, mask))
             loss, k_star = mmp_loss(preds, x, objective, tracker.unused, cfg.lam)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             tracker.update(k_star)
-            with torch.no_grad(): tot_nn += pairwise_distance(preds, x).min(1)[0].sum().item()
-            tot += loss.item() * len(idx)
+            with torch.no_grad():  # summed on the device, read once per epoch
+                tot_nn = tot_nn + pairwise_distance(preds, x).min(1)[0].sum()
+                tot = tot + loss.detach() * len(idx)
         hist['participation'].append(tracker.end_epoch().tolist())
-        hist['loss'].append(tot / len(images)); hist['nn_loss'].append(tot_nn / len(images))
+        hist['loss'].append(float(tot) / len(images)); hist['nn_loss'].append(float(tot_nn) / len(images))
     hist['seconds'] = time.perf_counter() - t0
     hist['n_active'] = tracker.n_active()
     hist['images_per_s'] = cfg.epochs * len(images) / max(hist['seconds'], 1e-9)
     return hist
 
+@torch.no_grad()
+def init_output_bias(model: nn.Module, images: torch.Tensor) -> None:
+    "Start the sigmoid output at the training images' mean pixel value instead of 0.5."
+    # From 0.5, the first Adam steps push every pixel of a mostly black image down at once; without batch norm the
+    # recurrent f_I then often ends in a saturated sigmoid that outputs black and no longer learns (seen on MNIST 4).
+    m = float(images.mean().clamp(1e-3, 1 - 1e-3))
+    model.output_layer().bias.fill_(math.log(m / (1 - m)))
+
 def fit_image_model(images: torch.Tensor, net_cfg: ImageNetConfig, cfg: ImageTrainConfig, seed: int = 0,
-                    device: str | torch.device | None = None, progress: bool = False) -> tuple[ImageMMPNet, dict]:
+                    device: str | torch.device | None = None, progress: bool = False) -> tuple[nn.Module, dict]:
     "Seed, build and train f_I: the same seed gives the same initial weights, masks and batches."
     seed_everything(seed)
-    model = ImageMMPNet(net_cfg)
+    model = build_image_net(net_cfg)
+    init_output_bias(model, images)
     return model, train_image_model(model, images, cfg, seed, device, progress)
 
 # %% ../nbs/05_image_study.ipynb #bd7caa08
 @torch.no_grad()
-def predict_images(model: ImageMMPNet, x: torch.Tensor, mask: torch.Tensor,
+def predict_images(model: nn.Module, x: torch.Tensor, mask: torch.Tensor,
                    device: str | torch.device | None = None) -> torch.Tensor:
     "The n predictions for masked `x: (B, C, H, W)` -> `(B, n, C, H, W)` on the CPU."
     device = get_device(device) if not isinstance(device, torch.device) else device
@@ -332,7 +381,7 @@ def predict_images(model: ImageMMPNet, x: torch.Tensor, mask: torch.Tensor,
     return model(apply_mask(x.to(device), mask.to(device))).cpu()
 
 @torch.no_grad()
-def image_distances(model: ImageMMPNet, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 256,
+def image_distances(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 256,
                     device: str | torch.device | None = None) -> torch.Tensor:
     "Per-pixel MSE of every prediction to its image -> `(N, n)`. `images: (N, C, H, W)`, `masks: (N, 1, H, W)`."
     out = [pairwise_distance(predict_images(model, images[i:i + batch_size], masks[i:i + batch_size], device),
@@ -341,12 +390,14 @@ def image_distances(model: ImageMMPNet, images: torch.Tensor, masks: torch.Tenso
 
 # %% ../nbs/05_image_study.ipynb #6ae9e40f
 def training_throughput(net_cfg: ImageNetConfig, image_size: int = 32, batch_size: int = 128, n_steps: int = 10,
-                        warmup: int = 2, device: str | torch.device | None = None) -> float:
+                        warmup: int = 2, device: str | torch.device | None = None, channels_last: bool = True) -> float:
     "Training images per second of f_I on random `(batch_size, C, image_size, image_size)` batches."
     device = get_device(device) if not isinstance(device, torch.device) else device
-    model = ImageMMPNet(net_cfg).to(device).train()
+    if net_cfg.arch == 'recurrent' and net_cfg.image_size != image_size: net_cfg = replace(net_cfg, image_size=image_size)
+    layout = torch.channels_last if channels_last and device.type == 'cpu' else torch.contiguous_format
+    model = build_image_net(net_cfg).to(device, memory_format=layout).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(batch_size, net_cfg.in_channels, image_size, image_size, device=device)
+    x = torch.rand(batch_size, net_cfg.in_channels, image_size, image_size, device=device).contiguous(memory_format=layout)
     unused = torch.zeros(net_cfg.n_preds, dtype=torch.bool); unused[0] = True
     for step in range(warmup + n_steps):
         if step == warmup:

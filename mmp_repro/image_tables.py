@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,28 +18,31 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from .core import as_scale, scale_preset
-from .image_study import (ImageNetConfig, fetch_dataset, ImageTrainConfig, find_idx_root, fit_image_model, image_distances,
+from .image_study import (IMAGE_ARCHS, ImageNetConfig, build_image_net, fetch_dataset, ImageTrainConfig, find_idx_root, fit_image_model, image_distances,
                                    load_idx_split, predict_images, resize_images, subset_per_class, write_toy_dataset)
 from .masks import fixed_patch_masks
 from .np_baselines import BaselineConfig, evaluate_baseline, extract_features, fit_baseline, standardise, train_feature_ae
 
 # %% auto #0
-__all__ = ['logger', 'PRESETS', 'PAPER_TABLE1', 'PAPER_TABLE2A', 'PAPER_TABLE2B', 'PAPER_TABLE8', 'ImageStudyConfig', 'RunSpec',
-           'study_specs', 'unique_specs', 'StudyData', 'load_study_data', 'eval_masks', 'train_spec', 'evaluate_spec',
-           'run_class', 'table1', 'table2', 'fig3_samples', 'plot_fig3', 'feature_images', 'run_table8']
+__all__ = ['logger', 'PRESETS', 'ABLATION_PREFIX', 'PAPER_TABLE1', 'PAPER_TABLE2A', 'PAPER_TABLE2B', 'PAPER_TABLE8',
+           'ImageStudyConfig', 'RunSpec', 'study_specs', 'unique_specs', 'StudyData', 'load_study_data', 'eval_masks',
+           'train_spec', 'evaluate_spec', 'run_class', 'run_study', 'row_stats', 'table1', 'table2', 'ablation_table',
+           'fig3_samples', 'plot_fig3', 'feature_images', 'run_table8']
 
 # %% ../nbs/05b_image_tables.ipynb #9eecc188
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/05b_image_tables.ipynb #6314ec4d
 PRESETS: dict[str, dict] = {
-    'smoke': dict(classes=(7,), image_size=32, width=8, n_train_per_class=48, n_test_per_class=6, epochs=2,
-                  batch_size=16, lr=1e-3, n_feature_train=400, ae_epochs=1, baseline_epochs=3, baseline_seeds=1, cpu_threads=1),
-    'quick': dict(classes=(0, 4, 7), image_size=32, width=16, n_train_per_class=768, n_test_per_class=100, epochs=8,
-                  batch_size=32, lr=1e-3, n_feature_train=5000, ae_epochs=4, baseline_epochs=40, baseline_seeds=3, cpu_threads=1),
-    'full': dict(classes=tuple(range(10)), image_size=64, width=32, n_train_per_class=None, n_test_per_class=None,
-                 epochs=200, batch_size=128, lr=1e-4, n_feature_train=20000, ae_epochs=20, baseline_epochs=150,
-                 baseline_seeds=3),
+    'smoke': dict(classes=(7,), image_size=32, net_width=0.125, state_dim=16, width=8, n_train_per_class=48,
+                  n_test_per_class=6, epochs=2, batch_size=16, lr=3e-3, n_feature_train=400, ae_epochs=1, baseline_epochs=3,
+                  baseline_seeds=1, cpu_threads=1, workers=1),
+    'quick': dict(classes=tuple(range(10)), image_size=32, net_width=0.25, state_dim=64, width=16, n_train_per_class=512,
+                  n_test_per_class=60, epochs=3, batch_size=32, lr=3e-3, n_feature_train=5000, ae_epochs=4,
+                  baseline_epochs=40, baseline_seeds=3, cpu_threads=1, workers=2),
+    'full': dict(classes=tuple(range(10)), image_size=64, net_width=1.0, state_dim=256, width=32, n_train_per_class=None,
+                 n_test_per_class=None, epochs=200, batch_size=128, lr=1e-4, n_feature_train=20000, ae_epochs=20,
+                 baseline_epochs=150, baseline_seeds=3, workers=1),
 }
 
 @dataclass
@@ -52,8 +57,11 @@ class ImageStudyConfig:
     n_train_per_class: int | None = 48       # training images of the normal class (None: all)
     n_test_per_class: int | None = 6         # test images per class, all ten classes (None: the whole test set)
     n_preds: int = 10                        # n
-    width: int = 8                           # f_I width (ImageNetConfig.width)
-    state_dim: int = 16
+    arch: str = 'recurrent'                  # f_I of every table row: 'recurrent' (Appendix B.3) or 'learned_states'
+    net_width: float = 0.125                 # recurrent f_I: channel multiplier (ImageNetConfig.net_width; paper 1)
+    state_dim: int = 16                      # size of the states h_k (paper 256)
+    width: int = 8                           # learned-states f_I and Table 8's feature auto-encoder: first-stage channels
+    ablation: tuple[str, ...] = ('v3', 'v6') # Table 1 rows also trained with the other f_I (one table; first dataset only)
     epochs: int = 2
     batch_size: int = 16
     lr: float = 1e-3
@@ -75,20 +83,27 @@ class ImageStudyConfig:
     baseline_seeds: int = 1                  # Table 8 averages over this many seeds
     n_components: int = 10
     cpu_threads: int | None = None           # torch threads on a CPU (None: torch's default)
+    workers: int = 1                         # processes training normal classes in parallel on a CPU
 
     def __post_init__(self):
         self.scale = as_scale(self.scale).value
         if self.dataset not in ('mnist', 'fashion-mnist'): raise ValueError(f"dataset must be 'mnist' or 'fashion-mnist', got {self.dataset!r}")
         self.classes, self.lams = tuple(int(c) for c in self.classes), tuple(float(v) for v in self.lams)
         self.patch_sizes, self.ratios = tuple(int(p) for p in self.patch_sizes), tuple(float(r) for r in self.ratios)
+        self.ablation = tuple(self.ablation)
+        if self.arch not in IMAGE_ARCHS: raise ValueError(f'arch must be one of {IMAGE_ARCHS}, got {self.arch!r}')
+        bad = [r for r in self.ablation if r not in {f'v{i}' for i in range(2, 5 + len(self.lams))}]
+        if bad: raise ValueError(f'ablation rows must be Table 1 rows with n predictions (v2, v3, ...), got {bad}')
         if not self.classes or not set(self.classes) <= set(range(10)): raise ValueError(f'classes must be digits 0-9, got {self.classes}')
         for name in ('seed', 'pretrain_epochs'):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 0:
                 raise ValueError(f'{name} must be a non-negative integer, got {getattr(self, name)!r}')
-        for name in ('image_size', 'n_preds', 'width', 'epochs', 'batch_size', 'ae_epochs', 'baseline_epochs', 'baseline_seeds'):
+        for name in ('image_size', 'n_preds', 'width', 'state_dim', 'epochs', 'batch_size', 'ae_epochs', 'baseline_epochs',
+                     'baseline_seeds', 'workers'):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 1:
                 raise ValueError(f'{name} must be a positive integer, got {getattr(self, name)!r}')
-        if self.image_size % 8: raise ValueError(f'image_size must be divisible by 8 (f_I downsamples by 8), got {self.image_size}')
+        if self.image_size % 16: raise ValueError(f'image_size must be a multiple of 16 (f_I halves it four times), got {self.image_size}')
+        if not self.net_width > 0: raise ValueError(f'net_width must be positive, got {self.net_width!r}')
         for p in (*self.patch_sizes, self.main_patch): self.patch_px(p)
         if self.pretrain_epochs >= self.epochs and self.scale != 'smoke':
             raise ValueError(f'pretrain_epochs ({self.pretrain_epochs}) must be below epochs ({self.epochs})')
@@ -99,14 +114,17 @@ class ImageStudyConfig:
         if px != int(px) or px < 1 or self.image_size % int(px): raise ValueError(f'patch {patch} does not scale to {self.image_size} px')
         return int(px)
 
-    def net(self, n_preds: int) -> ImageNetConfig: return ImageNetConfig(n_preds, self.width, self.state_dim)
+    def net(self, n_preds: int, arch: str | None = None) -> ImageNetConfig:
+        "f_I's settings for `n_preds` predictions (`arch`: the study's by default)."
+        return ImageNetConfig(n_preds, self.width, self.state_dim, 1, arch or self.arch, self.image_size, self.net_width)
 
     def note(self) -> str:
         "The scale's departures from the paper, for captions."
         def n(v, what): return f'all {what}' if v is None else f'{v} {what}'
         return (f"{self.scale} scale, {self.dataset}: normal classes {list(self.classes)}, {n(self.n_train_per_class, 'training images per class')}, "
                 f"{n(self.n_test_per_class, 'test images per class')}, {self.image_size}x{self.image_size} px (patch sizes x{self.image_size / self.ref_size:g}), "
-                f"{self.epochs} epochs, Adam {self.lr:g}, batch {self.batch_size}, width {self.width}, n={self.n_preds}, seed {self.seed}")
+                f"{self.epochs} epochs, Adam {self.lr:g}, batch {self.batch_size}, f_I {self.arch} at net_width {self.net_width:g} with "
+                f"{self.state_dim}-d states, n={self.n_preds}, seed {self.seed}")
 
     @classmethod
     def for_scale(cls, scale: str = 'smoke', seed: int = 0, **overrides) -> ImageStudyConfig:
@@ -123,15 +141,21 @@ class RunSpec:
     pretrain_epochs: int = 0
     patch: int = 16
     ratio: float = 0.75
+    arch: str = 'recurrent'
+
+ABLATION_PREFIX = 'ls-'  # the rows of the f_I ablation: 'ls-v6' is v6 with the other f_I
 
 def study_specs(cfg: ImageStudyConfig) -> dict[str, RunSpec]:
-    "The rows of Tables 1 (v1-v8), 2a (e1-e3) and 2b (e4-e7), by the paper's names."
+    "The rows of Tables 1 (v1-v8), 2a (e1-e3) and 2b (e4-e7), by the paper's names, then the ablation rows."
     n, main = cfg.n_preds, dict(patch=cfg.main_patch, ratio=cfg.main_ratio)
     specs = {'v1': RunSpec(1, 'single', **main), 'v2': RunSpec(n, 'naive', **main), 'v3': RunSpec(n, 'nn', **main),
              'v4': RunSpec(n, 'nn', 0.0, cfg.pretrain_epochs, **main)}
     specs.update({f'v{5 + i}': RunSpec(n, 'nn_np', lam, 0, **main) for i, lam in enumerate(cfg.lams)})
     specs.update({f'e{1 + i}': RunSpec(n, 'nn_np', cfg.lam, 0, p, cfg.main_ratio) for i, p in enumerate(cfg.patch_sizes)})
     specs.update({f'e{1 + len(cfg.patch_sizes) + i}': RunSpec(n, 'nn_np', cfg.lam, 0, cfg.main_patch, r) for i, r in enumerate(cfg.ratios)})
+    specs = {k: replace(s, arch=cfg.arch) for k, s in specs.items()}
+    other = IMAGE_ARCHS[1 - IMAGE_ARCHS.index(cfg.arch)]
+    specs.update({f'{ABLATION_PREFIX}{row}': replace(specs[row], arch=other) for row in cfg.ablation})
     return specs
 
 def unique_specs(specs: dict[str, RunSpec]) -> dict[RunSpec, list[str]]:
@@ -185,7 +209,7 @@ def train_spec(cfg: ImageStudyConfig, images: torch.Tensor, spec: RunSpec, seed:
     "Train f_I for one setting -> (model, history)."
     tcfg = ImageTrainConfig(spec.objective, spec.lam, cfg.delta, spec.pretrain_epochs, cfg.epochs, cfg.batch_size,
                             cfg.lr, cfg.patch_px(spec.patch), spec.ratio)
-    return fit_image_model(images, cfg.net(spec.n_preds), tcfg, seed, device)
+    return fit_image_model(images, cfg.net(spec.n_preds, spec.arch), tcfg, seed, device)
 
 def evaluate_spec(cfg: ImageStudyConfig, model, data: StudyData, cls: int, spec: RunSpec, device=None) -> dict:
     "Prediction loss on normal test images and AUC of the L_NN score."
@@ -200,12 +224,49 @@ def run_class(cfg: ImageStudyConfig, data: StudyData, cls: int, device=None, kee
     images, records, kept = data.class_images(cfg, cls), [], {}
     for spec, names in unique_specs(study_specs(cfg)).items():
         model, hist = train_spec(cfg, images, spec, seed=cfg.seed + cls, device=device)
-        rec = {'class': cls, 'rows': names, **asdict(spec), 'n_active': hist['n_active'],
+        rec = {'dataset': cfg.dataset, 'class': cls, 'rows': names, **asdict(spec), 'n_active': hist['n_active'],
                'participation': hist['participation'][-1], 'train_nn_loss': hist['nn_loss'][-1],
                'seconds': hist['seconds'], 'images_per_s': hist['images_per_s'], **evaluate_spec(cfg, model, data, cls, spec, device)}
         records.append(rec)
         kept.update({k: model for k in names if k in keep})
-        if bar is not None: bar.update(1); bar.set_postfix_str(f"class {cls} {names[0]}: auc {rec['auc']:.1f}")
+        if bar is not None: bar.update(1); bar.set_postfix_str(f"{cfg.dataset} {cls} {names[0]}: auc {rec['auc']:.1f}")
+    return records, kept
+
+_WORKER_DATA: dict = {}  # a worker process's dataset, read once
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # the pool's processes share the cores; one thread each
+
+def _class_task(cfg: dict, data_root: str, cls: int, keep: tuple[str, ...]) -> tuple[list[dict], dict]:
+    cfg = ImageStudyConfig(**cfg)
+    key = (cfg.dataset, cfg.scale, cfg.seed, cfg.image_size, cfg.n_test_per_class, data_root)
+    if key not in _WORKER_DATA: _WORKER_DATA.clear(); _WORKER_DATA[key] = load_study_data(cfg, data_root or None)
+    return run_class(cfg, _WORKER_DATA[key], cls, torch.device('cpu'), keep)
+
+def run_study(tasks: list[tuple[ImageStudyConfig, int, tuple[str, ...]]], data: dict[str, StudyData] | None = None,
+              data_root: str | Path | None = None, device=None, workers: int = 1, bar=None) -> tuple[list[dict], dict]:
+    "Run `(config, normal class, rows to keep)` tasks -> (records in task order, {(dataset, class, row): model})."
+    device = torch.device(device) if device is not None else torch.device('cpu')
+    results: list = [None] * len(tasks)
+    if workers > 1 and device.type == 'cpu' and len(tasks) > 1:
+        ctx = multiprocessing.get_context('spawn')  # fork would copy this process's threads and torch state
+        from mmp_repro import image_tables as lib  # the installed module: a worker imports its functions by name
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=lib._worker_init) as pool:
+            futures = {pool.submit(lib._class_task, asdict(cfg), str(data_root or ''), cls, keep): i
+                       for i, (cfg, cls, keep) in enumerate(tasks)}
+            for f in as_completed(futures):
+                i = futures[f]; results[i] = f.result()
+                if bar is not None:
+                    cfg, cls, _ = tasks[i]
+                    bar.update(len(results[i][0])); bar.set_postfix_str(f'{cfg.dataset} class {cls} done')
+    else:
+        data = dict(data or {})
+        for i, (cfg, cls, keep) in enumerate(tasks):
+            if cfg.dataset not in data: data[cfg.dataset] = load_study_data(cfg, data_root)
+            results[i] = run_class(cfg, data[cfg.dataset], cls, device, keep, bar)
+    records, kept = [], {}
+    for (cfg, cls, _), (recs, models) in zip(tasks, results):
+        records += recs; kept.update({(cfg.dataset, cls, k): m for k, m in models.items()})
     return records, kept
 
 # %% ../nbs/05b_image_tables.ipynb #a5dde73a
@@ -218,37 +279,69 @@ PAPER_TABLE8 = {('MP', False): 3.52, ('MP', True): 2.45, ('MoG', False): 2.41, (
 
 _LOSS_NAMES = {'single': 'L_single', 'naive': 'L_naive', 'nn': 'L_NN', 'nn_np': 'L_NN + λ L_NP'}
 
-def _rows(records: list[dict], name: str) -> pd.DataFrame:
-    return pd.DataFrame([r for r in records if name in r['rows']])
+def _datasets(records: list[dict]) -> list[str]: return list(dict.fromkeys(r['dataset'] for r in records))
+
+def row_stats(records: list[dict], name: str, dataset: str) -> dict:
+    "Mean and std over the normal classes of one row's numbers on one dataset (std with ddof=0)."
+    r = pd.DataFrame([x for x in records if name in x['rows'] and x['dataset'] == dataset])
+    if r.empty: raise KeyError(f'no runs of row {name!r} on {dataset}')
+    out = {'n_classes': len(r)}
+    for k, col, scale in (('participation', 'n_active', 1), ('loss', 'normal_loss', 1e3), ('auc', 'auc', 1),
+                          ('train_loss', 'train_nn_loss', 1e3), ('images_per_s', 'images_per_s', 1)):
+        out[k], out[k + '_std'] = float(scale * r[col].mean()), float(scale * r[col].std(ddof=0))
+    return out
+
+def _pm(m: float, s: float, fmt: str) -> str: return f'{m:{fmt}} ± {s:{fmt}}'
+
+def _cells(st: dict, n_preds: int | None = None) -> dict:
+    cells = {'participation': _pm(st['participation'], st['participation_std'], '.1f') + f' /{n_preds}'} if n_preds else {}
+    return cells | {'loss x1e3': _pm(st['loss'], st['loss_std'], '.2f'), 'AUC %': _pm(st['auc'], st['auc_std'], '.1f')}
 
 def table1(records: list[dict], cfg: ImageStudyConfig) -> pd.DataFrame:
-    "Table 1: participation and prediction loss (x10^3) per training variant, mean over the normal classes."
+    "Table 1: participation and prediction loss (x10^3) per training variant, mean ± std over the normal classes, per dataset."
     out = []
     for name, spec in study_specs(cfg).items():
         if not name.startswith('v'): continue
-        r, paper = _rows(records, name), PAPER_TABLE1.get(name, (np.nan, np.nan, np.nan))
-        out.append({'variant': name, 'n': spec.n_preds, 'loss': _LOSS_NAMES[spec.objective],
-                    'pretraining': 'yes' if spec.pretrain_epochs else 'no', 'λ': f'{spec.lam:g}' if spec.objective == 'nn_np' else '-',
-                    'participation': f"{r.n_active.mean():.1f}/{spec.n_preds}", 'paper participation': f'{paper[0]:g}/{paper[1]}',
-                    'prediction loss x1e3': 1e3 * r.normal_loss.mean(), 'paper loss x1e3': paper[2],
-                    'train loss x1e3': 1e3 * r.train_nn_loss.mean(), 'AUC %': r.auc.mean()})
+        paper = PAPER_TABLE1.get(name, (np.nan, np.nan, np.nan))
+        row = {'variant': name, 'n': spec.n_preds, 'loss': _LOSS_NAMES[spec.objective],
+               'pretraining': 'yes' if spec.pretrain_epochs else 'no', 'λ': f'{spec.lam:g}' if spec.objective == 'nn_np' else '-'}
+        for d in _datasets(records):
+            row |= {f'{k} ({d})': v for k, v in _cells(row_stats(records, name, d), spec.n_preds).items()}
+        out.append(row | {'paper participation (mnist)': f'{paper[0]:g}/{paper[1]}', 'paper loss x1e3 (mnist)': paper[2]})
     return pd.DataFrame(out)
 
 def table2(records: list[dict], cfg: ImageStudyConfig, part: str = 'a') -> pd.DataFrame:
-    "Table 2a (patch sizes at the main ratio) or 2b (ratios at the main patch size): mean AUC (%) over classes."
+    "Table 2a (patch sizes at the main ratio) or 2b (ratios at the main patch size): AUC (%) mean ± std over classes, per dataset."
     specs = study_specs(cfg)
     names = [f'e{i + 1}' for i in range(len(cfg.patch_sizes))] if part == 'a' else \
             [f'e{len(cfg.patch_sizes) + i + 1}' for i in range(len(cfg.ratios))]
     out = []
     for name in names:
-        s, r = specs[name], _rows(records, name)
+        s = specs[name]
         row = {'exp': name}
-        if part == 'a': row.update({'patch size': f'{s.patch}x{s.patch}', 'patch px (ours)': cfg.patch_px(s.patch), 'paper AUC %': PAPER_TABLE2A.get(s.patch, np.nan)})
-        else: row.update({'masking %': round(100 * s.ratio), 'paper AUC %': PAPER_TABLE2B.get(s.ratio, np.nan)})
-        row.update({'AUC %': r.auc.mean(), 'AUC std': r.auc.std(ddof=0), 'prediction loss x1e3': 1e3 * r.normal_loss.mean()})
+        if part == 'a': row |= {'patch size': f'{s.patch}x{s.patch}', 'patch px (ours)': cfg.patch_px(s.patch)}
+        else: row |= {'masking %': round(100 * s.ratio)}
+        for d in _datasets(records):
+            st = row_stats(records, name, d)
+            row |= {f'AUC % ({d})': _pm(st['auc'], st['auc_std'], '.1f'), f'loss x1e3 ({d})': _pm(st['loss'], st['loss_std'], '.2f')}
+        row['paper AUC % (mnist)'] = PAPER_TABLE2A.get(s.patch, np.nan) if part == 'a' else PAPER_TABLE2B.get(s.ratio, np.nan)
         out.append(row)
-    df = pd.DataFrame(out)
-    return df[[c for c in df.columns if c not in ('paper AUC %',)] + ['paper AUC %']]
+    return pd.DataFrame(out)
+
+def ablation_table(records: list[dict], cfg: ImageStudyConfig) -> pd.DataFrame:
+    "The f_I ablation: each ablated Table 1 row with the recurrent f_I (P, R, f) and with learned states, mean ± std over classes."
+    out, specs = [], study_specs(cfg)
+    for row in cfg.ablation:
+        for name in (row, ABLATION_PREFIX + row):
+            s = specs[name]
+            d = next((d for d in _datasets(records) if any(name in r['rows'] and r['dataset'] == d for r in records)), None)
+            if d is None: continue
+            st = row_stats(records, name, d)
+            out.append({'row': row, 'loss': _LOSS_NAMES[s.objective], 'λ': f'{s.lam:g}' if s.objective == 'nn_np' else '-',
+                        'f_I': 'P, R, f (Appendix B.3)' if s.arch == 'recurrent' else 'learned states (ablation)', 'dataset': d,
+                        'weights': sum(p.numel() for p in build_image_net(cfg.net(s.n_preds, s.arch)).parameters()),
+                        **_cells(st, s.n_preds), 'train images/s': round(st['images_per_s'], 1)})
+    return pd.DataFrame(out)
 
 # %% ../nbs/05b_image_tables.ipynb #f0905c66
 def fig3_samples(data: StudyData, cfg: ImageStudyConfig) -> np.ndarray:

@@ -128,7 +128,7 @@ def test_shared_files_read(name):
 def _tiny_run(tmp_path, seed):
     root = write_toy_dataset(tmp_path / 'toy', n_train=12, n_test=3, seed=0)
     cfg = ImageStudyConfig.for_scale('smoke', seed=seed, n_train_per_class=12, n_test_per_class=3, epochs=2, batch_size=6,
-                                     patch_sizes=(16,), ratios=(0.5,), lams=(0.1,))
+                                     patch_sizes=(16,), ratios=(0.5,), lams=(0.1,), ablation=('v3',))
     data = load_study_data(cfg, root)
     recs, _ = run_class(cfg, data, 7, torch.device('cpu'))
     return [{k: v for k, v in r.items() if k not in ('seconds', 'images_per_s')} for r in recs]
