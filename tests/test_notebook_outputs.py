@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SHARED
 
 spec = importlib.util.spec_from_file_location('notebook_outputs', ROOT / 'scripts' / 'notebook_outputs.py')
 nbo = importlib.util.module_from_spec(spec)
@@ -61,5 +61,7 @@ def test_differences_finds_what_changed():
 def test_committed_outputs_match_a_fresh_run():
     # every lesson notebook is executed again in a fresh kernel; numbers, tables and printed text must equal
     # the committed ones (cells marked `#| volatile`, such as timings, run but are not compared)
+    if not SHARED.is_dir():  # the committed outputs show the cached data (e.g. vtest.avi); without it those cells print other things
+        pytest.skip(f'{SHARED} (the offline data cache the outputs were made with) is absent')
     bad = {n: d for n, d in nbo.check(LESSONS).items() if d}
     assert not bad, 'run `make outputs` and commit the notebooks:\n' + '\n'.join(f'{n}: {d}' for n, d in bad.items())
