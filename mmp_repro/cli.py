@@ -39,7 +39,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _pipeline_config(args: argparse.Namespace):
     from mmp_repro.pipeline import PipelineConfig
     over = {k: getattr(args, k) for k in ('dataset', 'root', 'seed', 'detector', 'detections', 'detector_weights', 'mmdet_config', 'mmdet_checkpoint', 'tracks', 'aspects', 'mask_patch', 'mask_ratio',
-                                          'score_preset', 'gamma', 'window', 'location_steps') if getattr(args, k, None) is not None}
+                                          'score_preset', 'gamma', 'window', 'location_steps', 'location_model', 'location_components',
+                                          'location_lam') if getattr(args, k, None) is not None}
     if 'detections' in over: over.setdefault('detector', 'precomputed')
     if over.get('dataset', 'street') != 'street' and 'detector' not in over: over['detector'] = 'yolov3-tiny'
     # detection and score presets, epochs and batch size: the dataset's (pipeline.DATASET_PRESETS) unless given
@@ -103,7 +104,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import evaluate_run
-    print(json.dumps(evaluate_run(args.run_dir)))
+    metrics = evaluate_run(args.run_dir)
+    if metrics.get('aspect_auc') and not args.quiet:  # the per-type table for people; stdout keeps the JSON
+        import pandas as pd
+        table = pd.DataFrame(metrics['aspect_auc']).pivot(index='aspect', columns='anomaly_type', values='auc')
+        _err(f'object AUC per aspect and anomaly type (also {Path(args.run_dir) / "aspect_auc.csv"}):', table.round(3).to_string())
+    print(json.dumps(metrics))
     return 0
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -151,6 +157,10 @@ def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
     g.add_argument('--window', type=int, default=None, help='frames per sample (Table 9)')
     g.add_argument('--no-location', action='store_true', help='do not train the location module')
     g.add_argument('--location-steps', type=int, default=None, help='optimiser steps of the location module (default: the scale\'s)')
+    g.add_argument('--location-model', choices=['paper', 'mixture'], default=None,
+                   help="paper: f_Θ, one Gaussian per box dimension (default); mixture: per class, joint Gaussians over the box (ours)")
+    g.add_argument('--location-components', type=int, default=None, help='components per class of --location-model mixture (default 10)')
+    g.add_argument('--location-lam', type=float, default=None, help='weight of the mixture\'s non-participation term (default 0)')
     g.add_argument('--score-preset', choices=['ped2', 'shanghaitech', 'avenue'], default=None,
                    help="aspect weights and γ (default: the dataset's; street and folder: ped2)")
     g.add_argument('--gamma', type=float, default=None, help="weight of the location score S_Θ (default: the score preset's)")

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['BOX_DIMS', 'boxes_to_location', 'LocationModule', 'location_nll', 'fit_location', 'centre_density']
+__all__ = ['BOX_DIMS', 'boxes_to_location', 'LocationModule', 'location_nll', 'fit_location', 'centre_density', 'LocationMixture',
+           'fit_location_mixture', 'mixture_centre_density']
 
 # %% ../nbs/12_location.ipynb #7cb15cc2
 BOX_DIMS = ('x', 'y', 'h', 'w')  # B_X, B_Y, B_H, B_W
@@ -86,3 +87,86 @@ def centre_density(module: LocationModule, x_c: torch.Tensor, frame_size: tuple[
     px = torch.distributions.Normal(alpha[0, 0], beta[0, 0]).log_prob(xs).exp()
     py = torch.distributions.Normal(alpha[0, 1], beta[0, 1]).log_prob(ys).exp()
     return py[:, None] * px[None, :]
+
+# %% ../nbs/12_location.ipynb #4f9c8841
+class LocationMixture(nn.Module):
+    "Per class, `n_components` Gaussians over the joint box `(x, y, h, w)` with diagonal covariances, and their weights."
+    def __init__(self, n_classes: int = 80, n_components: int = 10, min_std: float = 0.01, init_std: float = 0.1):
+        super().__init__()
+        if n_components < 1: raise ValueError(f'n_components must be at least 1, got {n_components}')
+        if not 0 < min_std < init_std: raise ValueError(f'need 0 < min_std < init_std, got {min_std}, {init_std}')
+        k, d = n_components, len(BOX_DIMS)
+        self.min_std, self.n_components = min_std, n_components
+        self.means = nn.Parameter(torch.full((n_classes, k, d), 0.5))
+        self.log_std = nn.Parameter(torch.full((n_classes, k, d), math.log(init_std - min_std)))
+        self.logits = nn.Parameter(torch.zeros(n_classes, k))
+
+    # log-parametrised: Adam's steps change a standard deviation by a factor, whatever its size
+    def std(self, cls: torch.Tensor) -> torch.Tensor: return self.log_std[cls].exp() + self.min_std
+
+    def component_log_prob(self, cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        "log N(box | μ_ck, σ_ck) of every component k of each box's class: class ids `(B,)`, boxes `(B, 4)` -> `(B, n)`."
+        sd = self.std(cls)
+        z = (target[:, None] - self.means[cls]) / sd
+        return -0.5 * z.pow(2).sum(-1) - sd.log().sum(-1) - 0.5 * target.shape[1] * math.log(2 * math.pi)
+
+    def joint_log_prob(self, cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        "log π_ck + log N(box | μ_ck, σ_ck) -> `(B, n)`; a row's argmax is the component responsible for the box."
+        return self.logits[cls].log_softmax(-1) + self.component_log_prob(cls, target)
+
+    def forward(self, x_c: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        "Negative log-likelihood of boxes `(B, 4)` under the mixtures of class vectors `(B, n_classes)` -> `(B,)`."
+        return -self.joint_log_prob(x_c.argmax(-1), target).logsumexp(-1)
+
+    @torch.no_grad()
+    def start_at(self, cls: torch.Tensor, boxes: torch.Tensor, generator: torch.Generator) -> None:
+        "Put each seen class's component means on boxes of that class drawn at random (the others stay at the centre)."
+        for c in cls.unique():
+            own = boxes[cls == c]
+            self.means[c] = own[torch.randint(len(own), (self.n_components,), generator=generator)]
+
+# %% ../nbs/12_location.ipynb #3bebf2da
+def fit_location_mixture(module: LocationMixture, classes: torch.Tensor, boxes: torch.Tensor, steps: int = 300,
+                         lr: float = 1e-2, batch_size: int = 256, lam: float = 0.0, delta: float = 0.05,
+                         seed: int = 0) -> dict:
+    "Fit the mixture to class vectors `(N, n_classes)` and boxes `(N, 4)`; return the loss per step and the active components per class."
+    if len(classes) != len(boxes): raise ValueError(f'{len(classes)} class vectors but {len(boxes)} boxes')
+    if not len(boxes): raise ValueError('no boxes to fit the location mixture to')
+    g = torch.Generator().manual_seed(seed)
+    cls_all = classes.argmax(-1)
+    module.start_at(cls_all, boxes, g)
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    n_cls, k = module.logits.shape
+    counts = torch.zeros(n_cls, k)
+    unused = torch.zeros(n_cls, k, dtype=torch.bool)
+    per_pass = max(1, math.ceil(len(boxes) / batch_size))
+    module.train()
+    losses = torch.zeros(steps)
+    for step in range(steps):
+        idx = torch.randint(len(boxes), (min(batch_size, len(boxes)),), generator=g)
+        cls, target = cls_all[idx], boxes[idx]
+        comp = module.component_log_prob(cls, target)
+        joint = module.logits[cls].log_softmax(-1) + comp
+        loss = -joint.logsumexp(-1).mean()
+        if lam > 0: loss = loss + lam * (-(comp * unused[cls])).sum(-1).mean()
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+        counts.index_put_((cls, joint.detach().argmax(-1)), torch.ones(len(cls)), accumulate=True)
+        losses[step] = loss.detach()
+        if (step + 1) % per_pass == 0:  # close the pass: U_c = components with share <= δ of class c's boxes
+            seen = counts.sum(-1, keepdim=True)
+            unused = (counts / seen.clamp_min(1) <= delta) & (seen > 0)
+            counts.zero_()
+    seen = cls_all.unique()
+    return {'loss': losses.tolist(), 'active': {int(c): int((~unused[c]).sum()) for c in seen}}
+
+# %% ../nbs/12_location.ipynb #bcc9e886
+@torch.no_grad()
+def mixture_centre_density(module: LocationMixture, cls: int, frame_size: tuple[int, int]) -> torch.Tensor:
+    "Density of the box centre of class `cls` under the mixture (x and y marginals of its components) at every pixel: `(H, W)`."
+    H, W = frame_size
+    ys, xs = (torch.arange(H) + 0.5) / H, (torch.arange(W) + 0.5) / W
+    mu, sd, w = module.means[cls], module.std(torch.tensor([cls]))[0], module.logits[cls].softmax(-1)
+    px = torch.distributions.Normal(mu[:, None, 0], sd[:, None, 0]).log_prob(xs[None]).exp()  # (n, W)
+    py = torch.distributions.Normal(mu[:, None, 1], sd[:, None, 1]).log_prob(ys[None]).exp()  # (n, H)
+    return torch.einsum('k,kh,kw->hw', w, py, px)

@@ -18,7 +18,8 @@ import torch
 
 from .core import Stopwatch, as_scale, cache_dir, get_device, save_json, seed_everything, to_jsonable
 from .detection import DETECTION_PRESETS, PrecomputedDetector, detection_config, make_detector
-from .location import LocationModule, boxes_to_location, fit_location
+from .aspect_auc import aspect_auc, box_centres, box_nearest, box_speed, object_aspect_table, read_track_types
+from .location import LocationMixture, LocationModule, boxes_to_location, fit_location, fit_location_mixture
 from .masks import apply_mask, keyed_patch_masks, random_patch_masks
 from .flow import make_flow
 from .metrics import frame_auc, rbdc_tbdc, read_region_folder
@@ -35,11 +36,13 @@ from .runs import (RUN_FILE, RunMismatchError, atomic_savetxt, check_identity, c
                             identity_diff, load_verified, mismatch_message, open_run, read_identity, save_verified)
 
 # %% auto #0
-__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'DATASET_PRESETS', 'DatasetPreset', 'PipelineConfig',
-           'preset_summary', 'load_split', 'detector_for', 'extract_stage', 'samples_fingerprint', 'model_identity',
-           'run_identity', 'check_config_and_code', 'claim_run', 'require_run', 'mask_for', 'train_stage',
-           'spread_over_window', 'score_stage', 'evaluate_stage', 'evaluate_regions', 'config_from_dict', 'load_config',
-           'load_trained', 'evaluate_run', 'watch', 'preflight', 'run_pipeline']
+__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'LOCATION_MODELS', 'DATASET_PRESETS', 'DatasetPreset',
+           'PipelineConfig', 'preset_summary', 'load_split', 'detector_for', 'extract_stage', 'samples_fingerprint',
+           'model_identity', 'run_identity', 'check_config_and_code', 'claim_run', 'require_run', 'mask_for',
+           'location_data', 'make_location', 'fit_location_for', 'train_stage', 'spread_over_window',
+           'training_centres', 'with_box_references', 'score_stage', 'evaluate_stage', 'track_types_for',
+           'aspect_stage', 'evaluate_regions', 'config_from_dict', 'load_config', 'load_trained', 'evaluate_run',
+           'watch', 'preflight', 'run_pipeline']
 
 # %% ../nbs/17_pipeline.ipynb #a72f642c
 logger = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ logger = logging.getLogger(__name__)
 DATASETS = ('street', 'ped2', 'avenue', 'shanghaitech', 'folder')
 DETECTOR_NAMES = ('oracle', 'yolov3-tiny', 'bgsub', 'mmdet', 'precomputed')
 ASPECT_NAMES = 'FOC'
+LOCATION_MODELS = ('paper', 'mixture')
 
 def _bad(name: str, flag: str, allowed: str, value) -> ValueError:
     # one line a user can act on: the setting, its flag, the allowed range and what was given
@@ -96,7 +100,10 @@ class PipelineConfig:
     mask_patch: int = 4             # mask grid cell, px (paper: 4x4)
     mask_ratio: float = 0.5         # fraction removed (paper: 50%); 0 = no masking (Table 5, a3)
     aspects: str = 'FOC'
-    location: bool = True           # train f_Θ (its scores count only when weights.gamma > 0)
+    location: bool = True           # train a location module (its scores count only when weights.gamma > 0)
+    location_model: str = 'paper'   # 'paper': f_Θ, a Gaussian per box dimension | 'mixture': per class, joint Gaussians (ours)
+    location_components: int = 10   # 'mixture': components per class
+    location_lam: float = 0.0       # 'mixture': weight of its non-participation term (12_location: 0 keeps idle components off gaps)
     location_steps: int = 300
     score_preset: str = 'ped2'      # weights of eqs. 9-10 (SCORE_PRESETS)
     gamma: float | None = None      # overrides the preset's γ when set
@@ -130,6 +137,12 @@ class PipelineConfig:
             raise _bad('mask_ratio', 'mask-ratio', 'a number in [0, 1)', self.mask_ratio)
         if not _is_int(self.mask_patch) or self.mask_patch < 1 or self.net.crop_size % self.mask_patch:
             raise _bad('mask_patch', 'mask-patch', f'a positive integer dividing the crop size {self.net.crop_size}', self.mask_patch)
+        if self.location_model not in LOCATION_MODELS:
+            raise _bad('location_model', 'location-model', f'one of {list(LOCATION_MODELS)}', self.location_model)
+        if not _is_int(self.location_components) or self.location_components < 1:
+            raise _bad('location_components', 'location-components', 'an integer >= 1', self.location_components)
+        if not isinstance(self.location_lam, (int, float)) or not (np.isfinite(self.location_lam) and self.location_lam >= 0):
+            raise _bad('location_lam', 'location-lam', 'a finite number >= 0', self.location_lam)
         if not _is_int(self.location_steps) or self.location_steps < 1:
             raise _bad('location_steps', 'location-steps', 'an integer >= 1', self.location_steps)
         if self.gamma is not None and not (isinstance(self.gamma, (int, float)) and np.isfinite(self.gamma) and self.gamma >= 0):
@@ -297,19 +310,32 @@ def mask_for(cfg: PipelineConfig):
                                                                    cfg.seed, x.device))
     return masked
 
-def _location_data(train: list[ObjectSamples]) -> tuple[torch.Tensor, torch.Tensor]:
+def location_data(train: list[ObjectSamples]) -> tuple[torch.Tensor, torch.Tensor]:
+    "Class vectors `(N, n_classes)` and normalised boxes `(N, 4)` of the training objects: what a location module is fitted to."
     classes = torch.from_numpy(np.concatenate([np.asarray(s.classes, np.float32) for s in train]))
     boxes = torch.cat([boxes_to_location(np.asarray(s.boxes, np.float32), s.frame_size) for s in train if len(s)])
     return classes, boxes
 
-def _load_location(path: Path, cfg: PipelineConfig, identity: dict | None) -> LocationModule | None:
+def make_location(cfg: PipelineConfig) -> LocationModule | LocationMixture:
+    "An untrained location module of the run's kind (`location_model`)."
+    if cfg.location_model == 'mixture': return LocationMixture(cfg.net.n_classes, cfg.location_components)
+    return LocationModule(n_classes=cfg.net.n_classes)
+
+def fit_location_for(cfg: PipelineConfig, loc: LocationModule | LocationMixture, train: list[ObjectSamples]) -> None:
+    "Fit `loc` to the training objects with the run's steps and seed (the mixture also with its λ and the run's δ)."
+    if isinstance(loc, LocationMixture):
+        fit_location_mixture(loc, *location_data(train), steps=cfg.location_steps, lam=cfg.location_lam,
+                             delta=cfg.train.delta, seed=cfg.seed)
+    else: fit_location(loc, *location_data(train), steps=cfg.location_steps, seed=cfg.seed)
+
+def _load_location(path: Path, cfg: PipelineConfig, identity: dict | None) -> LocationModule | LocationMixture | None:
     "The location module saved at `path` when it was made by the run `identity` (None when absent)."
     if not path.exists(): return None
     saved = load_verified(path)
     if identity is not None:
         diffs = identity_diff(saved.get('identity'), identity)
         if diffs: raise RunMismatchError(mismatch_message(path, diffs))
-    loc = LocationModule(n_classes=cfg.net.n_classes)
+    loc = make_location(cfg)
     loc.load_state_dict(saved['state'])
     return loc
 
@@ -329,8 +355,8 @@ def train_stage(cfg: PipelineConfig, train: list[ObjectSamples], run_dir: str | 
     if cfg.location:
         loc = _load_location(run_dir / 'location.pt', cfg, ident)
         if loc is None:
-            loc = LocationModule(n_classes=cfg.net.n_classes)
-            fit_location(loc, *_location_data(train), steps=cfg.location_steps, seed=cfg.seed)
+            loc = make_location(cfg)
+            fit_location_for(cfg, loc, train)
             save_verified({'identity': ident, 'state': loc.state_dict(), 'steps': cfg.location_steps}, run_dir / 'location.pt')
     return model, loc
 
@@ -342,6 +368,18 @@ def spread_over_window(scored: pd.DataFrame, span: int, num_frames: int) -> pd.D
     out['frame_idx'] = out.frame_idx.to_numpy() + np.tile(np.arange(span), len(scored))
     return out[out.frame_idx < num_frames].reset_index(drop=True)
 
+def training_centres(train: list[ObjectSamples]) -> dict[int, np.ndarray]:
+    "Box centres (frame fractions) of the training objects by class id: the reference of `box_nearest`."
+    parts = [(np.asarray(s.classes).argmax(1), box_centres(np.asarray(s.boxes), s.frame_size)) for s in train if len(s)]
+    if not parts: return {}
+    cls, cen = np.concatenate([c for c, _ in parts]), np.concatenate([x for _, x in parts])
+    return {int(c): cen[cls == c] for c in np.unique(cls)}
+
+def with_box_references(scored: pd.DataFrame, frame_size: tuple[int, int], train_centres: dict[int, np.ndarray]) -> pd.DataFrame:
+    "`scored` with the two box-only references of `15a_aspect_auc`: `box_speed` and `box_nearest`."
+    cen = box_centres(scored[['x_min', 'y_min', 'x_max', 'y_max']].to_numpy(), frame_size)
+    return scored.assign(box_speed=box_speed(scored), box_nearest=box_nearest(cen, scored.class_id.to_numpy(), train_centres))
+
 def score_stage(cfg: PipelineConfig, model: MMPAMS, loc: LocationModule | None, train: list[ObjectSamples],
                 test: list[ObjectSamples], test_videos: list, run_dir: str | Path, device: str | None = None) -> dict:
     "Per-video scored objects and frame scores; writes `run_dir/scores/<video>.txt` (+ `_objects.csv`)."
@@ -350,9 +388,10 @@ def score_stage(cfg: PipelineConfig, model: MMPAMS, loc: LocationModule | None, 
     def losses(samples):
         ds = ObjectDataset(samples)
         out = model_losses(model, ds, mask_fn, aspects, cfg.train.distances, seed=cfg.seed, device=dev)
-        if loc is not None and cfg.weights.gamma > 0: out.update(location_losses(loc, ds))
+        if loc is not None: out.update(location_losses(loc, ds))  # z-scored even at γ = 0: evaluate reports them per type
         return out
     stats = fit_aspect_stats(losses(train))
+    train_centres = training_centres(train)
     scored, regions, frames = {}, {}, {}
     for s, v in zip(test, test_videos):
         table = pd.DataFrame(np.asarray(s.boxes), columns=['x_min', 'y_min', 'x_max', 'y_max'])
@@ -360,6 +399,7 @@ def score_stage(cfg: PipelineConfig, model: MMPAMS, loc: LocationModule | None, 
         table['class_id'] = np.asarray(s.classes).argmax(1) if len(s) else np.zeros(0, int)
         table['det_score'] = np.asarray(s.scores)
         scored[v.name] = score_objects(table, losses([s]), stats, cfg.weights) if len(s) else table.assign(score=[])
+        scored[v.name] = with_box_references(scored[v.name], s.frame_size, train_centres)
         span = cfg.objects.window - 1
         regions[v.name] = spread_over_window(scored[v.name], span, v.num_frames)
         write_scored_regions(scored[v.name], run_dir / 'scores' / f'{v.name}.txt', run_dir / 'objects' / f'{v.name}.csv',
@@ -375,6 +415,19 @@ def evaluate_stage(scores: dict, test_videos: list) -> dict:
     dets = {n: t[['frame_idx', 'x_min', 'y_min', 'x_max', 'y_max', 'score']].to_numpy(np.float64)
             for n, t in scores.get('regions', scores['objects']).items()}
     return evaluate_regions(dets, scores['frames'], test_videos)
+
+def track_types_for(cfg: PipelineConfig) -> dict[tuple[str, int], str]:
+    "The anomaly type of each test track, from `objects.csv` in the dataset root (the street writes it); {} when there is none."
+    if cfg.dataset == 'street' and not cfg.root: path = ensure_street(cfg.scale, cfg.seed) / 'objects.csv'
+    elif cfg.root: path = Path(cfg.root) / 'objects.csv'
+    else: return {}
+    return read_track_types(path) if path.is_file() else {}
+
+def aspect_stage(objects: dict[str, pd.DataFrame], test_videos: list, track_types: dict) -> pd.DataFrame | None:
+    "Per-aspect, per-anomaly-type object AUC (`15a_aspect_auc`) of scored objects; None when the tracks carry no types."
+    if not track_types: return None
+    labels, scores = object_aspect_table(objects, {v.name: v.regions for v in test_videos}, track_types)
+    return aspect_auc(labels, scores)
 
 def evaluate_regions(dets: dict, frames: dict, test_videos: list) -> dict:
     "The metrics of scored regions `dets[video]: (M, 6)` and frame scores `frames[video]: (T,)`."
@@ -436,8 +489,15 @@ def evaluate_run(run_dir: str | Path) -> dict:
     dets = read_region_folder(run_dir / 'scores', 'detections')
     frames = {v.name: np.loadtxt(run_dir / 'frame_scores' / f'{v.name}.txt', ndmin=1) for v in videos}
     metrics = evaluate_regions(dets, frames, videos)
+    objects = {v.name: pd.read_csv(run_dir / 'objects' / f'{v.name}.csv') for v in videos if (run_dir / 'objects' / f'{v.name}.csv').is_file()}
+    _add_aspects(metrics, aspect_stage(objects, videos, track_types_for(cfg)), run_dir)
     save_json(metrics, run_dir / 'metrics.json')
     return metrics
+
+def _add_aspects(metrics: dict, table: pd.DataFrame | None, run_dir: Path) -> None:
+    if table is None: return
+    tmp = run_dir / 'aspect_auc.csv.tmp'; table.to_csv(tmp, index=False, float_format='%.4f'); tmp.replace(run_dir / 'aspect_auc.csv')
+    metrics['aspect_auc'] = table.to_dict('records')
 
 # %% ../nbs/17_pipeline.ipynb #6769eb7e
 def watch(video_path: str | Path, run_dir: str | Path, detector: str = 'yolov3-tiny',
@@ -466,7 +526,7 @@ def watch(video_path: str | Path, run_dir: str | Path, detector: str = 'yolov3-t
                 s = samples_from_parts(Path(video_path).stem, prev.shape[:2], [crop_window([prev, frame], d, cfg.objects, flow_fn)], cfg.objects)
                 ds = ObjectDataset([s])
                 losses = model_losses(model, ds, mask_fn, tuple(cfg.aspects), cfg.train.distances, seed=cfg.seed, device=dev)
-                if loc is not None and cfg.weights.gamma > 0: losses.update(location_losses(loc, ds))
+                if loc is not None: losses.update(location_losses(loc, ds))
                 table = score_objects(table, losses, stats, cfg.weights)
             yield t - 1, float(table['score'].max()) if len(d) else float('nan'), table
         prev = frame
@@ -492,7 +552,9 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, device: str | None = 
     times['train_s'] = sw.elapsed; sw = Stopwatch()
     scores = score_stage(cfg, model, loc, train, test, test_videos, run_dir, dev)
     times['score_s'] = sw.elapsed
-    if any(v.labels is not None for v in test_videos): metrics = evaluate_stage(scores, test_videos)
+    if any(v.labels is not None for v in test_videos):
+        metrics = evaluate_stage(scores, test_videos)
+        _add_aspects(metrics, aspect_stage(scores['objects'], test_videos, track_types_for(cfg)), run_dir)
     else:  # a user's unlabelled videos: scoring is the result
         metrics = {'evaluated': False, 'note': 'the test videos have no labels: see scores/, objects/ and frame_scores/'}
     metrics.update(n_train_objects=int(sum(len(s) for s in train)), n_test_objects=int(sum(len(s) for s in test)),

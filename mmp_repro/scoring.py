@@ -13,18 +13,19 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .location import LocationModule, boxes_to_location, location_nll
+from .location import LocationMixture, LocationModule, boxes_to_location, location_nll
 from .losses import nn_loss
 from .training import DEFAULT_DISTANCES
 
 # %% auto #0
-__all__ = ['APPEARANCE_ASPECTS', 'LOCATION_ASPECTS', 'SCORE_PRESETS', 'REGION_COLUMNS', 'AspectStats', 'fit_aspect_stats',
-           'zscore_losses', 'ScoreWeights', 'combine_scores', 'frame_scores', 'score_objects', 'write_scored_regions',
-           'object_keys', 'model_losses', 'location_losses']
+__all__ = ['APPEARANCE_ASPECTS', 'LOCATION_ASPECTS', 'MIXTURE_ASPECT', 'SCORE_PRESETS', 'REGION_COLUMNS', 'AspectStats',
+           'fit_aspect_stats', 'zscore_losses', 'ScoreWeights', 'combine_scores', 'frame_scores', 'score_objects',
+           'write_scored_regions', 'object_keys', 'model_losses', 'location_losses']
 
 # %% ../nbs/14_scoring.ipynb #51b0f1c6
 APPEARANCE_ASPECTS = ('F', 'O', 'C')          # Γ: future frame, flow magnitude, class
 LOCATION_ASPECTS = ('BX', 'BY', 'BH', 'BW')   # Θ: box centre x, y, height, width
+MIXTURE_ASPECT = 'B'                          # Θ as one aspect: the box under the location mixture (beyond the paper)
 
 @dataclass(frozen=True)
 class AspectStats:
@@ -53,17 +54,17 @@ def zscore_losses(losses: dict[str, np.ndarray], stats: dict[str, AspectStats]) 
 class ScoreWeights:
     "γ and the per-aspect weights w_A of eqs. 9-10."
     gamma: float = 0.0
-    w: dict = field(default_factory=lambda: {a: 1.0 for a in APPEARANCE_ASPECTS + LOCATION_ASPECTS})
+    w: dict = field(default_factory=lambda: {a: 1.0 for a in APPEARANCE_ASPECTS + LOCATION_ASPECTS + (MIXTURE_ASPECT,)})
 
     def __post_init__(self):
-        unknown = set(self.w) - set(APPEARANCE_ASPECTS + LOCATION_ASPECTS)
+        unknown = set(self.w) - set(APPEARANCE_ASPECTS + LOCATION_ASPECTS + (MIXTURE_ASPECT,))
         if unknown: raise ValueError(f'unknown aspects {sorted(unknown)} in weights')
         if self.gamma < 0 or any(v < 0 for v in self.w.values()): raise ValueError('weights must be >= 0')
 
 SCORE_PRESETS: dict[str, ScoreWeights] = {
     'ped2': ScoreWeights(gamma=0.0),
     'shanghaitech': ScoreWeights(gamma=0.0),
-    'avenue': ScoreWeights(gamma=1.0, w={'F': 1.0, 'O': 0.1, 'C': 0.1, 'BX': 1.0, 'BY': 1.0, 'BH': 1.0, 'BW': 1.0}),
+    'avenue': ScoreWeights(gamma=1.0, w={'F': 1.0, 'O': 0.1, 'C': 0.1, 'BX': 1.0, 'BY': 1.0, 'BH': 1.0, 'BW': 1.0, 'B': 1.0}),
 }
 
 def combine_scores(z: dict[str, np.ndarray], weights: ScoreWeights = ScoreWeights()) -> np.ndarray:
@@ -74,7 +75,7 @@ def combine_scores(z: dict[str, np.ndarray], weights: ScoreWeights = ScoreWeight
         if len(v) != n: raise ValueError(f'aspect {a!r} has {len(v)} scores, others {n}')
         w = weights.w.get(a, 0.0)
         if a in APPEARANCE_ASPECTS: s_gamma += w * v
-        elif a in LOCATION_ASPECTS: s_theta += w * v
+        elif a in LOCATION_ASPECTS or a == MIXTURE_ASPECT: s_theta += w * v
         else: raise ValueError(f'unknown aspect {a!r}')
     return s_gamma + weights.gamma * s_theta
 
@@ -145,12 +146,14 @@ def model_losses(model: torch.nn.Module, dataset: Dataset, mask_fn, aspects: tup
     return {a: np.concatenate(v) if v else np.zeros(0) for a, v in out.items()}
 
 @torch.no_grad()
-def location_losses(module: LocationModule, dataset: Dataset, batch_size: int = 1024) -> dict[str, np.ndarray]:
-    "Negative log-likelihood of every object's box under f_Θ, per dimension: `{'BX','BY','BH','BW': (N,)}`."
+def location_losses(module: LocationModule | LocationMixture, dataset: Dataset, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    "Negative log-likelihood of every object's box: under f_Θ per dimension `{'BX','BY','BH','BW': (N,)}`, under a mixture `{'B': (N,)}`."
     module.eval()
+    mixture = isinstance(module, LocationMixture)
     parts = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         target = boxes_to_location(batch['box'], batch['frame_size'])
-        parts.append(location_nll(*module(batch['C'].float()), target).numpy())
-    nll = np.concatenate(parts) if parts else np.zeros((0, 4))
-    return {a: nll[:, i] for i, a in enumerate(LOCATION_ASPECTS)}
+        parts.append((module(batch['C'].float(), target)[:, None] if mixture else
+                      location_nll(*module(batch['C'].float()), target)).numpy())
+    nll = np.concatenate(parts) if parts else np.zeros((0, 1 if mixture else 4))
+    return {MIXTURE_ASPECT: nll[:, 0]} if mixture else {a: nll[:, i] for i, a in enumerate(LOCATION_ASPECTS)}
