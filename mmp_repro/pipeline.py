@@ -181,7 +181,9 @@ class PipelineConfig:
         train = TrainConfig(**{'epochs': epochs, 'batch_size': ds.batch_size if full else 64, 'lr': ds.lr, 'lam': ds.lam,
                                'delta': ds.delta, 'aspects': tuple(aspects), 'seed': overrides.get('seed', 0), **train_over})
         objects = ObjectConfig(crop_size=net.crop_size, window=window, **overrides.pop('objects', {}))
-        location_steps = {'smoke': 20, 'quick': 400, 'full': 2000}[scale]
+        # a location module fits in seconds: quick gets full's steps (the mixture's AUC on the street's location anomalies
+        # rose from 0.939 at 400 steps to 0.944 at 2000)
+        location_steps = {'smoke': 20, 'quick': 2000, 'full': 2000}[scale]
         base = dict(scale=scale, objects=objects, net=net, train=train, location_steps=location_steps,
                     detection_preset=ds.detection_preset, score_preset=ds.score_preset,
                     mask_patch=ds.mask_patch, mask_ratio=ds.mask_ratio)

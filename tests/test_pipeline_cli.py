@@ -37,6 +37,21 @@ def test_stages_one_by_one(staged_run):
     assert (run_dir / 'model' / 'last.pt').exists() and any((run_dir / 'scores').iterdir())
 
 
+
+def test_evaluate_reports_each_aspect_per_anomaly_type(staged_run):
+    run_dir, _ = staged_run
+    r = run('evaluate', '--run-dir', str(run_dir))
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads(r.stdout)  # stdout is one JSON object; the table for people is on stderr
+    rows = metrics['aspect_auc']
+    assert {x['anomaly_type'] for x in rows} == {'appearance', 'motion', 'semantics', 'location'}
+    # an FO run: its aspects, the paper's location module (trained even at γ = 0) and the two box references
+    assert {x['aspect'] for x in rows} == {'F', 'O', 'location_paper', 'S', 'box_speed', 'box_nearest'}
+    assert all(0 <= x['auc'] <= 1 and x['n'] > 0 for x in rows)
+    table = (run_dir / 'aspect_auc.csv').read_text().splitlines()
+    assert table[0] == 'aspect,anomaly_type,n,auc' and len(table) == len(rows) + 1
+    assert 'object AUC per aspect and anomaly type' in r.stderr and 'box_nearest' in r.stderr
+
 def test_watch_streams_frame_scores(staged_run):
     run_dir, _ = staged_run
     cfg = json.loads((run_dir / 'config.json').read_text())
