@@ -20,7 +20,8 @@ COMMON = dict(lam=0.1, delta=0.05, lr=1e-3, min_area=350.0, crop_size=64, mask_p
 
 def resolved(cfg: PipelineConfig) -> dict:
     det = detection_config(cfg.detection_preset)
-    return dict(gamma=cfg.weights.gamma, w=dict(cfg.weights.w), score_thr=det.score_thr, min_area=det.min_area,
+    # the paper's eight weights; 'B', the location mixture's one aspect (ours), is checked on its own below
+    return dict(gamma=cfg.weights.gamma, w={a: v for a, v in cfg.weights.w.items() if a != 'B'}, score_thr=det.score_thr, min_area=det.min_area,
                 epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr, lam=cfg.train.lam,
                 delta=cfg.train.delta, crop_size=cfg.net.crop_size, objects_crop=cfg.objects.crop_size,
                 mask_patch=cfg.mask_patch, mask_ratio=cfg.mask_ratio)
@@ -80,3 +81,10 @@ def test_run_prints_the_resolved_preset(tmp_path, capsys):
                  'delta=0.05', 'epochs 400, batch 640', '64x64 crops', 'removes 50% of 4x4 px cells'):
         assert says in err, (says, err)
     assert 'differs from' not in err
+
+
+@pytest.mark.parametrize('dataset', ['ped2', 'shanghaitech', 'avenue', 'street', 'folder'])
+def test_the_location_mixture_weighs_like_the_location_module(dataset):
+    # one z-score for the whole box, weighted 1 like each of the paper's four box dimensions; it acts only through γ
+    w = cli_config('--dataset', dataset, *(['--root', 'x'] if dataset == 'folder' else [])).weights
+    assert w.w['B'] == 1.0 and set(w.w) == set(ONES) | {'B'}
