@@ -48,7 +48,12 @@ def _pipeline_config(args: argparse.Namespace):
     if args.no_location: over['location'] = False
     # `is not None`, not truthiness: `--epochs 0` must reach the check and fail, not turn into the preset's value
     if args.n_preds is not None: over['net'] = {'n_preds': args.n_preds}
-    train = {k: v for k, v in (('epochs', args.epochs), ('objective', args.objective), ('batch_size', args.batch_size)) if v is not None}
+    train = {k: v for k, v in (('epochs', args.epochs), ('objective', args.objective), ('batch_size', args.batch_size),
+                               ('num_workers', args.num_workers)) if v is not None}
+    if args.channels_last: train['channels_last'] = True
+    if args.compile: train['compile'] = True
+    if args.amp is not None:  # off | fp16 | bf16: CUDA autocast; bf16 also turns on bf16 autocast on the CPU
+        train.update(amp=args.amp != 'off', amp_dtype='bfloat16' if args.amp == 'bf16' else 'float16', cpu_bf16=args.amp == 'bf16')
     if train: over['train'] = train
     if 'aspects' in over: over['aspects'] = ''.join(over['aspects'])
     return PipelineConfig.for_scale(args.scale, **over)
@@ -59,6 +64,10 @@ def _show_config(args: argparse.Namespace, cfg) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import run_pipeline
+    from mmp_repro.training import launched_by_torchrun
+    if launched_by_torchrun():
+        raise ValueError('under torchrun only `train` runs in several processes: run `mmp_repro extract --run-dir R ...`, '
+                         'then `torchrun --nproc_per_node N -m mmp_repro train --run-dir R`, then `mmp_repro score` and `evaluate`')
     cfg = _pipeline_config(args)
     _show_config(args, cfg)
     metrics = run_pipeline(cfg, args.run_dir, device=args.device, cache_root=args.cache_root, progress=not args.no_progress,
@@ -89,9 +98,27 @@ def _staged(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import train_stage
-    cfg, dev, train, _, _ = _staged(args)
-    train_stage(cfg, train, args.run_dir, dev, progress=not args.no_progress)
+    from mmp_repro.training import init_distributed, launched_by_torchrun
+    if not launched_by_torchrun():
+        cfg, dev, train, _, _ = _staged(args)
+        train_stage(cfg, train, args.run_dir, dev, progress=not args.no_progress)
+    else:  # one of several processes of `torchrun ... -m mmp_repro train`
+        import torch.distributed as dist
+        dev = init_distributed(args.device)
+        try:
+            # rank 0 fills the object cache; the others read it once it is complete
+            if dist.get_rank() == 0: cfg, _, train, _, _ = _staged(args)
+            dist.barrier()
+            if dist.get_rank() != 0: cfg, _, train, _, _ = _staged(args)
+            train_stage(cfg, train, args.run_dir, dev, progress=not args.no_progress)
+            if dist.get_rank() != 0: return 0  # one result on stdout, from rank 0
+        finally: dist.destroy_process_group()
     print(json.dumps({'checkpoint': str(Path(args.run_dir) / 'model' / 'last.pt')}))
+    return 0
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from mmp_repro.bench import bench_main
+    bench_main(args.scale, args.json, args.out_dir)
     return 0
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -165,7 +192,14 @@ def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
                    help="aspect weights and γ (default: the dataset's; street and folder: ped2)")
     g.add_argument('--gamma', type=float, default=None, help="weight of the location score S_Θ (default: the score preset's)")
     g.add_argument('--epochs', type=int, default=None, help="default: the scale's; at full the dataset's (150, ShanghaiTech 400)")
-    g.add_argument('--batch-size', type=int, default=None, help="default 64; at full the dataset's (ShanghaiTech 640)")
+    g.add_argument('--batch-size', type=int, default=None, help="default 64; at full the dataset's (ShanghaiTech 640); "
+                   'under torchrun the batch of all processes together')
+    s_ = p.add_argument_group('speed (the same numbers up to rounding; see `mmp_repro bench`)')
+    s_.add_argument('--amp', choices=['off', 'fp16', 'bf16'], default=None,
+                    help='mixed precision: fp16 (with a gradient scaler; the default on CUDA) or bf16 (CUDA, and the CPU); off: fp32')
+    s_.add_argument('--channels-last', action='store_true', help='NHWC memory layout for the convolutions')
+    s_.add_argument('--compile', action='store_true', help='torch.compile the network (a C++ compiler on the CPU, Triton on CUDA)')
+    s_.add_argument('--num-workers', type=int, default=None, help='processes gathering training batches (default 0)')
 
 def build_parser() -> argparse.ArgumentParser:
     "The `mmp_repro` argument parser."
@@ -206,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         _add_run_flags(sp, config)
         sp.set_defaults(func=func)
+    b = sub.add_parser('bench', help='measure the speed of this machine, the networks, the training loop and online scoring',
+                       description='Matmul rate, training step and inference per preset (quick, full) as samples/s and % of '
+                                   'the matmul rate, the pipeline loop against the bare step, the image study step, and '
+                                   'online scoring in frames/s. Medians of timed calls after a warm-up.')
+    b.add_argument('--scale', choices=[s.value for s in Scale], default='quick', help='smoke: seconds; quick: under 5 minutes on 2 cores')
+    b.add_argument('--json', action='store_true', help='print one JSON object instead of the table')
+    b.add_argument('--out-dir', default=None, help='also write perf.md, perf.csv, perf.json and perf.png there')
+    b.set_defaults(func=_cmd_bench)
     w = sub.add_parser('watch', help='score a video file frame by frame as it is read (one frame of look-ahead)',
                        description='Print, for each frame t once t+1 is read: t, its score, its objects and the top object\'s aspect z-scores.')
     w.add_argument('video', help='a video file (.avi, .mp4) or a folder of frames')

@@ -113,20 +113,26 @@ class ParticipationTracker:
         self.unused = torch.zeros(n_preds, dtype=torch.bool)
         self.history: list[list[float]] = []
 
+    def to(self, device: torch.device | str) -> ParticipationTracker:
+        "Keep the counts and `U` on `device` (the training device), so that counting never waits for the device."
+        self.counts, self.unused = self.counts.to(device), self.unused.to(device)
+        return self
+
     def update(self, k_star: torch.Tensor) -> None:
-        "Count the nearest predictors `k_star: (B,)` of a batch."
-        self.counts += torch.bincount(k_star.detach().flatten().cpu(), minlength=self.n_preds)[:self.n_preds]
+        "Count the nearest predictors `k_star: (B,)` of a batch (on the counts' device: no host sync on CUDA)."
+        k = k_star.detach().flatten().to(self.counts.device)
+        self.counts += torch.bincount(k, minlength=self.n_preds)[:self.n_preds]
 
     @property
     def participation(self) -> torch.Tensor:
         "Fraction of samples each predictor was nearest for, so far this epoch (zeros before any update)."
         total = self.counts.sum()
-        return self.counts.double() / total if total > 0 else torch.zeros(self.n_preds, dtype=torch.double)
+        return (self.counts.double() / total).cpu() if total > 0 else torch.zeros(self.n_preds, dtype=torch.double)
 
     def end_epoch(self) -> torch.Tensor:
         "Close the epoch: set `U = {k : p_k <= delta}`, record the participation, reset the counts; return `p`."
         p = self.participation
-        self.unused = (p <= self.delta) if self.counts.sum() > 0 else torch.zeros(self.n_preds, dtype=torch.bool)
+        self.unused = ((p <= self.delta) if self.counts.sum() > 0 else torch.zeros(self.n_preds, dtype=torch.bool)).to(self.counts.device)
         self.history.append(p.tolist())
         self.counts.zero_()
         return p
@@ -137,14 +143,15 @@ class ParticipationTracker:
         return int((p > self.delta).sum())
 
     def state_dict(self) -> dict:
-        return {'n_preds': self.n_preds, 'delta': self.delta, 'counts': self.counts.clone(),
-                'unused': self.unused.clone(), 'history': [list(h) for h in self.history]}
+        return {'n_preds': self.n_preds, 'delta': self.delta, 'counts': self.counts.cpu().clone(),
+                'unused': self.unused.cpu().clone(), 'history': [list(h) for h in self.history]}
 
     def load_state_dict(self, state: dict) -> None:
         if state['n_preds'] != self.n_preds:
             raise ValueError(f"checkpoint tracker has n_preds={state['n_preds']}, this one {self.n_preds}")
         self.delta = state['delta']
-        self.counts, self.unused = state['counts'].clone(), state['unused'].clone()
+        dev = self.counts.device  # a checkpoint holds CPU tensors; the tracker stays where it was put
+        self.counts, self.unused = state['counts'].clone().to(dev), state['unused'].clone().to(dev)
         self.history = [list(h) for h in state['history']]
 
     def __repr__(self):

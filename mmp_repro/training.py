@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from .core import get_device, seed_everything, to_jsonable
 from .runs import (INFORMATIONAL, RunMismatchError, atomic_write_bytes, identity_diff, load_verified, mismatch_message,
@@ -26,9 +26,10 @@ from .runs import (INFORMATIONAL, RunMismatchError, atomic_write_bytes, identity
 from .losses import ParticipationTracker, mmp_loss, objective_for_epoch, prediction_diversity
 
 # %% auto #0
-__all__ = ['logger', 'DEFAULT_DISTANCES', 'CHECKPOINT_VERSION', 'TrainConfig', 'aspect_losses', 'train_one_epoch',
-           'save_checkpoint', 'read_checkpoint', 'checkpoint_mismatch', 'restore_checkpoint', 'load_checkpoint',
-           'write_log', 'fit', 'ToyMMP', 'ToyData', 'half_mask']
+__all__ = ['logger', 'DEFAULT_DISTANCES', 'CHECKPOINT_VERSION', 'TrainConfig', 'aspect_losses', 'epoch_order', 'epoch_batches',
+           'train_one_epoch', 'save_checkpoint', 'read_checkpoint', 'checkpoint_mismatch', 'restore_checkpoint',
+           'load_checkpoint', 'launched_by_torchrun', 'init_distributed', 'write_log', 'fit', 'ToyMMP', 'ToyData',
+           'half_mask']
 
 # %% ../nbs/13_training.ipynb #9ee0971a
 logger = logging.getLogger(__name__)
@@ -49,9 +50,13 @@ class TrainConfig:
     aspects: tuple = ('F', 'O', 'C')
     distances: dict = field(default_factory=lambda: dict(DEFAULT_DISTANCES))
     seed: int = 0
-    amp: bool = True                # mixed precision, used on CUDA only
+    amp: bool = True                # mixed precision on CUDA (amp_dtype); the CPU runs fp32 unless cpu_bf16
+    amp_dtype: str = 'float16'      # CUDA autocast dtype: 'float16' (with a gradient scaler) | 'bfloat16'
+    cpu_bf16: bool = False          # bf16 autocast on the CPU (off: see 13_training's speed notes)
+    channels_last: bool = False     # NHWC memory layout for the convolutions
+    compile: bool = False           # torch.compile the model (needs a C++ compiler on the CPU, Triton on CUDA)
     keep_every: int = 10            # also keep epoch_<N>.pt every this many epochs
-    num_workers: int = 0
+    num_workers: int = 0            # processes gathering batches (0: in the training process)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1: raise ValueError('epochs and batch_size must be >= 1')
@@ -60,6 +65,8 @@ class TrainConfig:
         unknown = [a for a in self.aspects if a not in self.distances]
         if unknown: raise ValueError(f'no distance for aspect(s) {unknown}')
         objective_for_epoch(self.objective, 0)  # validates the name
+        if self.amp_dtype not in ('float16', 'bfloat16'): raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {self.amp_dtype!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0: raise ValueError(f'num_workers must be an integer >= 0, got {self.num_workers!r}')
 
 # %% ../nbs/13_training.ipynb #5203553c
 def aspect_losses(preds: dict, batch: dict, trackers: dict, cfg: TrainConfig, epoch: int) -> tuple[torch.Tensor, dict]:
@@ -78,55 +85,101 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     # which is what lets a resumed run repeat an uninterrupted one exactly
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, trackers: dict,
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    "The shuffled order of `n` samples at `epoch`: the same in every process, after a resume and as earlier versions drew it."
+    g = _epoch_generator(seed, epoch)
+    torch.empty((), dtype=torch.int64).random_(generator=g)  # the draw torch's DataLoader made before shuffling
+    return torch.randperm(n, generator=g)
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[tuple[np.ndarray, int]]:
+    """This process's share of each batch of the epoch: `(sample indices, size of the whole batch)`.
+    A batch of `batch_size` samples is cut into `world` interleaved shards (rank r takes rows r, r+world, ...), so
+    the processes together see exactly the batches of one process; a last batch smaller than `world` is dropped."""
+    order = epoch_order(n, seed, epoch).numpy()
+    out = []
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size]
+        if world > 1 and len(rows) < world: break
+        out.append((rows[rank::world], len(rows)))
+    return out
+
+class _Batches(Dataset):
+    "The epoch's batches as items, so a DataLoader can gather them in worker processes and pin them (batch_size=None)."
+    def __init__(self, dataset: Dataset, batches: list): self.dataset, self.batches = dataset, batches
+    def __len__(self) -> int: return len(self.batches)
+    def __getitem__(self, j: int) -> tuple[dict, int]:
+        idx, total = self.batches[j]
+        # one gather per batch when the dataset can (ObjectDataset.batch); else the items, stacked
+        batch = self.dataset.batch(idx) if hasattr(self.dataset, 'batch') else default_collate([self.dataset[int(i)] for i in idx])
+        return batch, total
+
+def _shard_mask(mask_fn: Callable, x: torch.Tensor, total: int, gen: torch.Generator, rank: int, world: int) -> torch.Tensor:
+    # every process draws the masks of the whole batch and keeps its own rows: the masks a sample gets do not depend on
+    # how many processes train
+    if world == 1: return mask_fn(x, gen)
+    keep = mask_fn(torch.ones(total, *x.shape[1:], device=x.device), gen)
+    return x * keep[rank::world]
+
+def train_one_epoch(model: nn.Module, dataset: Dataset, opt: torch.optim.Optimizer, trackers: dict,
                     cfg: TrainConfig, device: torch.device, epoch: int, mask_fn: Callable,
-                    scaler: torch.amp.GradScaler | None = None) -> dict:
-    "One pass over `loader` (Algorithm 1's inner loop); returns the epoch's log record."
+                    scaler: torch.amp.GradScaler | None = None, rank: int = 0, world: int = 1) -> dict:
+    "One pass over `dataset` (Algorithm 1's inner loop) in this process's shard of each batch; returns the epoch's log record."
     model.train()
     gen = _epoch_generator(cfg.seed, epoch)
-    use_amp = scaler is not None and device.type == 'cuda'
-    sums, n_seen, div_sums = {a: 0. for a in cfg.aspects}, 0, {a: 0. for a in cfg.aspects}
-    for batch in loader:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
-        x = mask_fn(batch['P'], gen)
-        with torch.autocast(device.type, enabled=use_amp):
+    cuda = device.type == 'cuda'
+    amp_dtype = getattr(torch, cfg.amp_dtype) if cuda else torch.bfloat16
+    use_amp = (cfg.amp and cuda) or (cfg.cpu_bf16 and not cuda)
+    loader = DataLoader(_Batches(dataset, epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch, rank, world)),
+                        batch_size=None, shuffle=False, num_workers=cfg.num_workers, pin_memory=cuda,
+                        generator=torch.Generator())  # its own generator: the global RNG is not drawn from
+    k = len(cfg.aspects)
+    # loss and diversity sums stay on the device: read once at the epoch's end, not once per batch
+    sums = torch.zeros(2 * k + 1, dtype=torch.float64, device=device)
+    for batch, total in loader:
+        batch = {a: v.to(device, non_blocking=True) for a, v in batch.items() if torch.is_tensor(v)}
+        x = _shard_mask(mask_fn, batch['P'], total, gen, rank, world)
+        if cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             preds = model(x)
         loss, parts = aspect_losses(preds, batch, trackers, cfg, epoch)
+        b = x.shape[0]
+        # each process's batch mean, weighted by its share: DDP's gradient average is then the whole batch's mean
+        if world > 1: loss = loss * (b * world / total)
         opt.zero_grad(set_to_none=True)
-        if use_amp:
+        if scaler is not None:
             scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
         else:
             loss.backward(); opt.step()
-        b = batch['P'].shape[0]; n_seen += b
-        for a, (l, k) in parts.items():
-            trackers[a].update(k)
-            sums[a] += float(l.detach()) * b
-            div_sums[a] += float(prediction_diversity(preds[a].detach().float())) * b
+        with torch.no_grad():
+            for a, (l, k_star) in parts.items(): trackers[a].update(k_star)
+            sums += torch.stack([torch.tensor(float(b), device=device, dtype=torch.float64)] +
+                                [parts[a][0].detach().double() * b for a in cfg.aspects] +
+                                [prediction_diversity(preds[a].detach().float()).double() * b for a in cfg.aspects])
     _sync_trackers(trackers)
-    n_seen, sums, div_sums = _sync_sums(n_seen, sums, div_sums)
+    sums = _sync_sums(sums)
+    v = sums.tolist()
+    n_seen = int(round(v[0]))
     record = {'epoch': epoch, 'objective': objective_for_epoch(cfg.objective, epoch, cfg.naive_pretrain_epochs).value,
               'samples': n_seen}
-    for a in cfg.aspects:
+    for i, a in enumerate(cfg.aspects):
+        record[f'selections_{a}'] = trackers[a].counts.tolist()  # how often each predictor was nearest, over every process
         p = trackers[a].end_epoch()
-        record[f'loss_{a}'] = sums[a] / max(n_seen, 1)
-        record[f'participation_{a}'] = [round(float(v), 4) for v in p]
+        record[f'loss_{a}'] = v[1 + i] / max(n_seen, 1)
+        record[f'participation_{a}'] = [round(float(q), 4) for q in p]
         record[f'unused_{a}'] = trackers[a].unused.nonzero().flatten().tolist()
-        record[f'diversity_{a}'] = div_sums[a] / max(n_seen, 1)
+        record[f'diversity_{a}'] = v[1 + k + i] / max(n_seen, 1)
     return record
 
 def _sync_trackers(trackers: dict) -> None:
-    # with several processes each saw a shard: U must come from the counts of the whole epoch
+    # with several processes each saw a shard: U must come from the counts of the whole epoch (on the training
+    # device, so that nccl can reduce them)
     if dist.is_available() and dist.is_initialized():
         for t in trackers.values(): dist.all_reduce(t.counts, op=dist.ReduceOp.SUM)
 
-def _sync_sums(n_seen: int, sums: dict, div_sums: dict) -> tuple[int, dict, dict]:
+def _sync_sums(sums: torch.Tensor) -> torch.Tensor:
     # the logged epoch losses cover every process's shard, not only rank 0's
-    if not (dist.is_available() and dist.is_initialized()): return n_seen, sums, div_sums
-    keys = list(sums)
-    t = torch.tensor([float(n_seen)] + [sums[k] for k in keys] + [div_sums[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    v = t.tolist()
-    return int(v[0]), dict(zip(keys, v[1:1 + len(keys)])), dict(zip(keys, v[1 + len(keys):]))
+    if dist.is_available() and dist.is_initialized(): dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    return sums
 
 # %% ../nbs/13_training.ipynb #6602fd7f
 CHECKPOINT_VERSION = 2  # 2: checksummed (runs.save_verified), with the run's identity and its epoch log
@@ -183,13 +236,38 @@ def load_checkpoint(path: str | Path, model: nn.Module, opt: torch.optim.Optimiz
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+def launched_by_torchrun() -> bool:
+    "Whether this process is one of several started by `torchrun` (it sets `WORLD_SIZE`)."
+    return int(os.environ.get('WORLD_SIZE', '1')) > 1
+
+def init_distributed(device: str | None = None) -> torch.device:
+    """Join the process group `torchrun` set up and return this process's device: `cuda:LOCAL_RANK` with nccl when CUDA
+    is there (and `device` does not say cpu), else the CPU with gloo. Call once per process, before `fit`."""
+    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    want = torch.device(device) if device else None
+    use_cuda = torch.cuda.is_available() and (want is None or want.type == 'cuda')
+    if want is not None and want.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError(f'device {device!r} was asked for but CUDA is not available on this machine (use --device cpu)')
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(f'LOCAL_RANK {local_rank} but this machine has {torch.cuda.device_count()} CUDA device(s): '
+                               'start at most that many processes per node (--nproc_per_node)')
+        dev = torch.device('cuda', local_rank)
+        torch.cuda.set_device(dev)
+    else: dev = torch.device('cpu')
+    if not dist.is_initialized(): dist.init_process_group('nccl' if use_cuda else 'gloo')
+    return dev
+
 def _make_trackers(model: nn.Module, dataset: Dataset, cfg: TrainConfig, device: torch.device) -> dict:
     # n is read off the model's output on one sample, so any architecture works
     with torch.no_grad():
         out = model(dataset[0]['P'].unsqueeze(0).to(device))
     missing = [a for a in cfg.aspects if a not in out]
     if missing: raise ValueError(f'the model predicts {list(out)} but the config trains aspect(s) {missing}')
-    return {a: ParticipationTracker(out[a].shape[1], cfg.delta) for a in cfg.aspects}
+    return {a: ParticipationTracker(out[a].shape[1], cfg.delta).to(device) for a in cfg.aspects}
 
 def write_log(path: str | Path, records: list[dict]) -> Path:
     "Write the epoch log, one JSON line per epoch, atomically (it is rewritten whole from the checkpoint's copy)."
@@ -205,7 +283,8 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
     model.to(device)
     trackers = _make_trackers(model, dataset, cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scaler = torch.amp.GradScaler('cuda') if (cfg.amp and device.type == 'cuda') else None
+    # bf16 keeps fp32's exponent range: only fp16 needs its gradients scaled
+    scaler = torch.amp.GradScaler('cuda') if (cfg.amp and device.type == 'cuda' and cfg.amp_dtype == 'float16') else None
     start, records, log_path = 0, [], run_dir / 'log.jsonl'
     if resume and (run_dir / 'last.pt').exists():
         state = read_checkpoint(run_dir / 'last.pt')
@@ -216,15 +295,13 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
         if _rank() == 0: write_log(log_path, records)
         logger.info('resumed %s at epoch %d', run_dir, start)
     distributed = dist.is_available() and dist.is_initialized()
-    train_model = nn.parallel.DistributedDataParallel(model) if distributed else model
+    if cfg.channels_last: model.to(memory_format=torch.channels_last)
+    train_model = model
+    if distributed: train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if cfg.compile: train_model = torch.compile(train_model)  # checkpoints keep the plain model's weights
     end = cfg.epochs if max_epochs is None else min(cfg.epochs, start + max_epochs)
     for epoch in range(start, end):
-        sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed) if distributed else None
-        if sampler is not None: sampler.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                            generator=_epoch_generator(cfg.seed, epoch) if sampler is None else None,
-                            num_workers=cfg.num_workers, drop_last=False)
-        record = train_one_epoch(train_model, loader, opt, trackers, cfg, device, epoch, mask_fn, scaler)
+        record = train_one_epoch(train_model, dataset, opt, trackers, cfg, device, epoch, mask_fn, scaler, _rank(), _world())
         records.append(record)
         if _rank() == 0:
             save = lambda p: save_checkpoint(p, model, opt, trackers, epoch, cfg, net_args, scaler, records, identity)

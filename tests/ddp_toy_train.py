@@ -1,5 +1,7 @@
 """Train the toy MMP model under torchrun (gloo backend, CPU): `torchrun --nproc_per_node 2 ddp_toy_train.py RUN_DIR`.
 
+It trains one epoch, then resumes from the checkpoint for the second, as a restarted job would.
+
 Each rank also writes `participation_rank<r>.json`: for every epoch end, how many nearest-predictor selections its
 trackers had counted and the participation they closed the epoch with. The test reads them to check that the counts
 were summed over both processes before U was chosen."""
@@ -29,6 +31,10 @@ if __name__ == '__main__':
     losses.ParticipationTracker.end_epoch = _recording_end_epoch
     torch.manual_seed(0)
     cfg = TrainConfig(epochs=2, batch_size=16, lr=3e-3, aspects=('F', 'C'), seed=0)
+    model = ToyMMP()
+    # one epoch, then a resume from last.pt for the second: the test compares the result with one uninterrupted
+    # single-process run
+    fit(model, ToyData(), cfg, sys.argv[1], half_mask, device='cpu', progress=False, max_epochs=1)
     fit(ToyMMP(), ToyData(), cfg, sys.argv[1], half_mask, device='cpu', progress=False)
     Path(sys.argv[1], f'participation_rank{dist.get_rank()}.json').write_text(json.dumps(SEEN))
     dist.barrier()

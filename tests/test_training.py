@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mmp_repro.training import read_checkpoint
+import torch
+
+from mmp_repro.training import ToyData, ToyMMP, TrainConfig, fit, half_mask, read_checkpoint
 
 from conftest import console_script
 
@@ -51,3 +53,52 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert seen[0] == seen[1]
     saved = [p for a in ('F', 'C') for p in state['trackers'][a]['history']]
     assert sorted(map(tuple, saved)) == sorted(tuple(e['participation']) for e in seen[0])
+
+
+def test_torchrun_resumes_to_the_single_process_weights(tmp_path):
+    # the toy run above stopped after one epoch and resumed; a batch of 16 is split 8 + 8 over the two processes, so
+    # one process with batch 16 on the same order must reach the same weights
+    r = _launch(tmp_path / 'ddp')
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=3e-3, aspects=('F', 'C'), seed=0)
+    fit(ToyMMP(), ToyData(), cfg, tmp_path / 'one', half_mask, device='cpu', progress=False)
+    ddp, one = read_checkpoint(tmp_path / 'ddp' / 'last.pt')['model'], read_checkpoint(tmp_path / 'one' / 'last.pt')['model']
+    assert ddp.keys() == one.keys()
+    for k in one: torch.testing.assert_close(ddp[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def _cli(*argv, cwd=None, torchrun=False):
+    env = {**os.environ, 'GLOO_SOCKET_IFNAME': 'lo', 'MASTER_ADDR': '127.0.0.1'}
+    def command():
+        return ([console_script('torchrun'), '--nproc_per_node', '2', '--master_addr', '127.0.0.1', '--master_port',
+                 str(_free_port()), '-m', 'mmp_repro'] if torchrun else [console_script('mmp_repro')]) + list(argv)
+    r = subprocess.run(command(), capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+    if torchrun and r.returncode != 0 and any(m in r.stderr for m in ('Signal 6 (SIGABRT)', 'address already in use')):
+        # the launch itself failed (see the toy test): once more on a new port; a failure of the training code repeats
+        print('torchrun launch failed, launching again:\n' + r.stderr[-1500:])
+        r = subprocess.run(command(), capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+    return r
+
+
+def test_torchrun_trains_the_street_as_one_process(tmp_path):
+    # the real entry point: `torchrun -m mmp_repro train` on the street's smoke preset, against `mmp_repro train`
+    runs = {}
+    for name in ('one', 'two'):
+        run = tmp_path / name
+        r = _cli('extract', '--dataset', 'street', '--scale', 'smoke', '--epochs', '2', '--run-dir', str(run),
+                 '--cache-root', str(tmp_path / 'cache'), '--quiet', '--no-progress')
+        assert r.returncode == 0, r.stderr[-3000:]
+        r = _cli('train', '--run-dir', str(run), '--cache-root', str(tmp_path / 'cache'), '--no-progress',
+                 cwd=tmp_path, torchrun=name == 'two')
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert len(r.stdout.strip().splitlines()) == 1, 'one JSON result, from rank 0 alone'
+        runs[name] = [json.loads(l) for l in (run / 'model' / 'log.jsonl').read_text().splitlines()]
+    one, two = runs['one'], runs['two']
+    assert len(two) == 2 and [e['samples'] for e in two] == [e['samples'] for e in one]
+    # the nearest-predictor selections of each epoch, summed over both processes, are the single process's: without
+    # the all-reduce of the trackers rank 0 would log only its own half
+    for a in 'FOC':
+        assert [e[f'selections_{a}'] for e in two] == [e[f'selections_{a}'] for e in one], a
+        assert [sum(e[f'selections_{a}']) for e in two] == [e['samples'] for e in two]
+        for e1, e2 in zip(one, two): assert abs(e1[f'loss_{a}'] - e2[f'loss_{a}']) < 1e-5, (a, e1[f'loss_{a}'], e2[f'loss_{a}'])
