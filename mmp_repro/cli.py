@@ -50,7 +50,7 @@ def _pipeline_config(args: argparse.Namespace):
     if args.n_preds is not None: over['net'] = {'n_preds': args.n_preds}
     train = {k: v for k, v in (('epochs', args.epochs), ('objective', args.objective), ('batch_size', args.batch_size),
                                ('num_workers', args.num_workers)) if v is not None}
-    if args.channels_last: train['channels_last'] = True
+    if args.channels_last is not None: train['channels_last'] = args.channels_last == 'on'
     if args.compile: train['compile'] = True
     if args.amp is not None:  # off | fp16 | bf16: CUDA autocast; bf16 also turns on bf16 autocast on the CPU
         train.update(amp=args.amp != 'off', amp_dtype='bfloat16' if args.amp == 'bf16' else 'float16', cpu_bf16=args.amp == 'bf16')
@@ -196,8 +196,9 @@ def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
                    'under torchrun the batch of all processes together')
     s_ = p.add_argument_group('speed (the same numbers up to rounding; see `mmp_repro bench`)')
     s_.add_argument('--amp', choices=['off', 'fp16', 'bf16'], default=None,
-                    help='mixed precision: fp16 (with a gradient scaler; the default on CUDA) or bf16 (CUDA, and the CPU); off: fp32')
-    s_.add_argument('--channels-last', action='store_true', help='NHWC memory layout for the convolutions')
+                    help='mixed precision: bf16 (the default on CUDA; also turns on bf16 on the CPU) or fp16 (with a gradient scaler); off: fp32')
+    s_.add_argument('--channels-last', choices=['on', 'off'], default=None,
+                    help='NHWC memory layout for the convolutions (default: on for the CPU, off on CUDA, as measured)')
     s_.add_argument('--compile', action='store_true', help='torch.compile the network (a C++ compiler on the CPU, Triton on CUDA)')
     s_.add_argument('--num-workers', type=int, default=None, help='processes gathering training batches (default 0)')
 

@@ -27,9 +27,9 @@ from .losses import ParticipationTracker, mmp_loss, objective_for_epoch, predict
 
 # %% auto #0
 __all__ = ['logger', 'DEFAULT_DISTANCES', 'CHECKPOINT_VERSION', 'TrainConfig', 'aspect_losses', 'epoch_order', 'epoch_batches',
-           'train_one_epoch', 'save_checkpoint', 'read_checkpoint', 'checkpoint_mismatch', 'restore_checkpoint',
-           'load_checkpoint', 'launched_by_torchrun', 'init_distributed', 'write_log', 'fit', 'ToyMMP', 'ToyData',
-           'half_mask']
+           'autocast_dtype', 'uses_channels_last', 'train_one_epoch', 'save_checkpoint', 'read_checkpoint',
+           'checkpoint_mismatch', 'restore_checkpoint', 'load_checkpoint', 'launched_by_torchrun', 'init_distributed',
+           'write_log', 'fit', 'ToyMMP', 'ToyData', 'half_mask']
 
 # %% ../nbs/13_training.ipynb #9ee0971a
 logger = logging.getLogger(__name__)
@@ -51,10 +51,11 @@ class TrainConfig:
     distances: dict = field(default_factory=lambda: dict(DEFAULT_DISTANCES))
     seed: int = 0
     amp: bool = True                # mixed precision on CUDA (amp_dtype); the CPU runs fp32 unless cpu_bf16
-    amp_dtype: str = 'float16'      # CUDA autocast dtype: 'float16' (with a gradient scaler) | 'bfloat16'
-    cpu_bf16: bool = False          # bf16 autocast on the CPU (off: see 13_training's speed notes)
-    channels_last: bool = False     # NHWC memory layout for the convolutions
-    compile: bool = False           # torch.compile the model (needs a C++ compiler on the CPU, Triton on CUDA)
+    amp_dtype: str = 'bfloat16'     # CUDA autocast: 'bfloat16' (fp16 where the GPU lacks bf16) | 'float16' (with a
+                                    # gradient scaler; on an H200 the street's O loss went NaN in the first epoch)
+    cpu_bf16: bool = False          # bf16 autocast on the CPU (quick step 271 -> 281 samples/s only: off)
+    channels_last: bool | None = None  # NHWC layout; None: on the CPU only (quick step 271 -> 354 samples/s; an H200 lost 8%)
+    compile: bool = False           # torch.compile the model (a C++ compiler on the CPU, Triton on CUDA; H200 +22% in bf16)
     keep_every: int = 10            # also keep epoch_<N>.pt every this many epochs
     num_workers: int = 0            # processes gathering batches (0: in the training process)
 
@@ -120,6 +121,17 @@ def _shard_mask(mask_fn: Callable, x: torch.Tensor, total: int, gen: torch.Gener
     keep = mask_fn(torch.ones(total, *x.shape[1:], device=x.device), gen)
     return x * keep[rank::world]
 
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    "The autocast dtype of training on `device` (None: fp32)."
+    if device.type != 'cuda': return torch.bfloat16 if cfg.cpu_bf16 else None
+    if not cfg.amp: return None
+    if cfg.amp_dtype == 'bfloat16' and not torch.cuda.is_bf16_supported(): return torch.float16  # GPUs before Ampere
+    return getattr(torch, cfg.amp_dtype)
+
+def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    "Whether the convolutions run in NHWC layout on `device` (`cfg.channels_last`, or by device when None)."
+    return device.type == 'cpu' if cfg.channels_last is None else bool(cfg.channels_last)
+
 def train_one_epoch(model: nn.Module, dataset: Dataset, opt: torch.optim.Optimizer, trackers: dict,
                     cfg: TrainConfig, device: torch.device, epoch: int, mask_fn: Callable,
                     scaler: torch.amp.GradScaler | None = None, rank: int = 0, world: int = 1) -> dict:
@@ -127,8 +139,8 @@ def train_one_epoch(model: nn.Module, dataset: Dataset, opt: torch.optim.Optimiz
     model.train()
     gen = _epoch_generator(cfg.seed, epoch)
     cuda = device.type == 'cuda'
-    amp_dtype = getattr(torch, cfg.amp_dtype) if cuda else torch.bfloat16
-    use_amp = (cfg.amp and cuda) or (cfg.cpu_bf16 and not cuda)
+    amp_dtype = autocast_dtype(cfg, device)
+    channels_last = uses_channels_last(cfg, device)
     loader = DataLoader(_Batches(dataset, epoch_batches(len(dataset), cfg.batch_size, cfg.seed, epoch, rank, world)),
                         batch_size=None, shuffle=False, num_workers=cfg.num_workers, pin_memory=cuda,
                         generator=torch.Generator())  # its own generator: the global RNG is not drawn from
@@ -138,8 +150,8 @@ def train_one_epoch(model: nn.Module, dataset: Dataset, opt: torch.optim.Optimiz
     for batch, total in loader:
         batch = {a: v.to(device, non_blocking=True) for a, v in batch.items() if torch.is_tensor(v)}
         x = _shard_mask(mask_fn, batch['P'], total, gen, rank, world)
-        if cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        if channels_last and x.dim() == 4: x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             preds = model(x)
         loss, parts = aspect_losses(preds, batch, trackers, cfg, epoch)
         b = x.shape[0]
@@ -284,7 +296,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
     trackers = _make_trackers(model, dataset, cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # bf16 keeps fp32's exponent range: only fp16 needs its gradients scaled
-    scaler = torch.amp.GradScaler('cuda') if (cfg.amp and device.type == 'cuda' and cfg.amp_dtype == 'float16') else None
+    scaler = torch.amp.GradScaler('cuda') if autocast_dtype(cfg, device) == torch.float16 and device.type == 'cuda' else None
     start, records, log_path = 0, [], run_dir / 'log.jsonl'
     if resume and (run_dir / 'last.pt').exists():
         state = read_checkpoint(run_dir / 'last.pt')
@@ -295,7 +307,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
         if _rank() == 0: write_log(log_path, records)
         logger.info('resumed %s at epoch %d', run_dir, start)
     distributed = dist.is_available() and dist.is_initialized()
-    if cfg.channels_last: model.to(memory_format=torch.channels_last)
+    if uses_channels_last(cfg, device): model.to(memory_format=torch.channels_last)
     train_model = model
     if distributed: train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if cfg.compile: train_model = torch.compile(train_model)  # checkpoints keep the plain model's weights
