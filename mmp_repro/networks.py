@@ -273,17 +273,24 @@ def check_model(model: MMPAMS, batch: dict[str, torch.Tensor] | None = None, lr:
 
 # %% ../nbs/11_networks.ipynb #5295c7cd
 def time_train_step(cfg: NetConfig, batch_size: int = 64, steps: int = 5, warmup: int = 1,
-                    device: str | torch.device = 'cpu') -> float:
-    "Median seconds of one training step (forward, loss, backward, Adam) of `MMPAMS(cfg)` at `batch_size`."
+                    device: str | torch.device = 'cpu', channels_last: bool = False,
+                    autocast: torch.dtype | None = None) -> float:
+    "Median seconds of one training step (forward, loss, backward, Adam) of `MMPAMS(cfg)` at `batch_size`, in the given layout and autocast dtype."
+    device = torch.device(device)
     model = MMPAMS(cfg).to(device).train()
     batch = {k: v.to(device) for k, v in random_batch(cfg, batch_size).items()}
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        batch['x_mp'] = batch['x_mp'].contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad()
-        aspect_loss_sum(model(batch['x_mp']), batch).backward()
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            preds = model(batch['x_mp'])
+        aspect_loss_sum({a: p.float() for a, p in preds.items()}, batch).backward()
         opt.step()
-        if torch.device(device).type == 'cuda': torch.cuda.synchronize()
+        if device.type == 'cuda': torch.cuda.synchronize()
         if i >= warmup: times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]

@@ -44,6 +44,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment('ablations', '17c_street_ablations.ipynb', 'Ablations on the synthetic street: Tables 4, 5, 6, 9 and Fig. 5'),
     Experiment('vtest', '17d_vtest.ipynb', 'MMP-AMS on real footage without labels (vtest.avi): top objects and their aspect explanations'),
     Experiment('extraction', '17b_extraction.ipynb', 'Object extraction on the street and on real footage; extraction and network speed (Table 7 sizes)'),
+    Experiment('perf', '17g_bench.ipynb', 'Speed: matmul rate, training step and pipeline loop per preset, image study step, online scoring (figures/perf.md)'),
 ]}
 
 def select_experiments(only: list[str] | None = None) -> list[Experiment]:
