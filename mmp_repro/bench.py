@@ -131,7 +131,7 @@ def network_speed(net: NetConfig, batch: int, matmul: float, calls: int = 5, war
 
 # %% ../nbs/17g_bench.ipynb #d0b0090d
 def head_samples(samples: list[ObjectSamples], n: int) -> list[ObjectSamples]:
-    "The first `n` objects of `samples`, in video order (views of the arrays; videos past the `n`th object are left out)."
+    "The first `n` objects of `samples`, in video order (views of the arrays; videos after the n-th object are left out)."
     out, left = [], int(n)
     for s in samples:
         if left <= 0: break
@@ -328,7 +328,7 @@ def perf_caption(result: dict) -> str:
            'FLOPs are counted by torch.utils.flop_counter (matmuls and convolutions, 2 per multiply-add; training = forward + '
            'backward); "% of matmul" is the GFLOP/s reached over the fp32 matmul rate '
            f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is one epoch of "
-           '`training.fit` (timed once, whole), online scoring one pass of `pipeline.watch` (timed once, whole).')
+           '`training.fit` (its second epoch, timed whole after an untimed first), online scoring one pass of `pipeline.watch` (timed once, whole).')
     if result['device'].startswith('cuda') and result.get('tf32', {}).get('cudnn'):
         cap += (' On CUDA the matmul reference is plain fp32, but torch lets cuDNN run convolutions in TF32 '
                 '(torch.backends.cudnn.allow_tf32), so a network can pass 100%.')
