@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['logger', 'Scale', 'as_scale', 'scale_preset', 'seed_everything', 'get_device', 'project_root', 'run_dir', 'cache_dir',
-           'data_candidates', 'MissingInputError', 'find_data_root', 'to_jsonable', 'save_json', 'markdown_table',
-           'write_table', 'git_commit', 'Stopwatch', 'write_results', 'set_plot_style', 'save_figure']
+__all__ = ['logger', 'Scale', 'as_scale', 'scale_preset', 'seed_everything', 'get_device', 'project_root', 'checkout_root',
+           'shared_copies', 'run_dir', 'cache_dir', 'data_candidates', 'MissingInputError', 'find_data_root',
+           'to_jsonable', 'save_json', 'markdown_table', 'write_table', 'git_commit', 'Stopwatch', 'write_results',
+           'set_plot_style', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #7a7b72a9
 logger = logging.getLogger(__name__)
@@ -83,12 +84,24 @@ def project_root(start: str | Path | None = None) -> Path:
         if (p / 'settings.ini').exists() and (p / 'nbs').is_dir(): return p
     return here
 
+def checkout_root() -> Path | None:
+    "The source checkout this package is imported from (an editable install), or None for an installed wheel."
+    import mmp_repro  # the package's own location, not the working directory: a user's folder is not a checkout
+    root = Path(mmp_repro.__file__).resolve().parents[1]
+    return root if (root / 'settings.ini').is_file() and (root / 'nbs').is_dir() else None
+
+def shared_copies(kind: str) -> list[Path]:
+    "`../shared/<kind>` beside the package's own checkout: the offline copies its tests and CI read (none for a wheel)."
+    root = checkout_root()
+    return [root.parent / 'shared' / kind] if root else []
+
 def run_dir(name: str, out_dir: str | Path | None = None) -> Path:
     "The folder an experiment writes to: `out_dir` if given, else `$MMP_RUNS/<name>` or `<root>/runs/<name>`."
     if out_dir: path = Path(out_dir)
     else: path = Path(os.environ.get('MMP_RUNS') or project_root() / 'runs') / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
 
 # %% ../nbs/00_core.ipynb #f8c01b2a
 def cache_dir() -> Path:
@@ -99,10 +112,7 @@ def data_candidates(name: str, given: str | Path | None = None) -> list[Path]:
     "The folders searched for dataset `name`, in order."
     cands = [Path(given)] if given else []
     if os.environ.get('MMP_DATA'): cands.append(Path(os.environ['MMP_DATA']) / name)
-    cands.append(cache_dir() / name)
-    root = project_root()
-    cands += [root.parent / 'shared' / 'data' / name, root / 'shared' / 'data' / name]
-    return cands
+    return cands + [cache_dir() / name] + [d / name for d in shared_copies('data')]
 
 class MissingInputError(FileNotFoundError):
     "An input file or dataset is not where it was looked for; the message says what to put where."

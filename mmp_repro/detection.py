@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .core import cache_dir, get_device, project_root
+from .core import cache_dir, get_device, project_root, shared_copies
 from .regions import as_regions
 
 logger = logging.getLogger(__name__)
@@ -222,9 +222,7 @@ def yolov3_tiny_candidates(weights_dir: str | Path | None = None) -> list[Path]:
     "Folders searched for the YOLOv3-tiny files, in order."
     cands = [Path(weights_dir)] if weights_dir else []
     if os.environ.get('MMP_DATA'): cands.append(Path(os.environ['MMP_DATA']) / 'yolov3-tiny')
-    root = project_root()
-    return cands + [cache_dir() / 'yolov3-tiny', root.parent / 'shared' / 'models' / 'yolov3-tiny',
-                    root / 'shared' / 'models' / 'yolov3-tiny']
+    return cands + [cache_dir() / 'yolov3-tiny'] + [d / 'yolov3-tiny' for d in shared_copies('models')]
 
 def find_yolov3_tiny(weights_dir: str | Path | None = None) -> Path:
     "The folder holding `yolov3-tiny.cfg` and `yolov3-tiny.weights`; a `FileNotFoundError` naming what is missing."

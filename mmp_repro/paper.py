@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -15,14 +16,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import MissingInputError, Scale, Stopwatch, as_scale, project_root, save_json
+from .core import MissingInputError, Scale, Stopwatch, as_scale, cache_dir, checkout_root, save_json
 from .runs import atomic_write_bytes, check_writable, code_identity, source_hash
 
 # %% auto #0
-__all__ = ['logger', 'EXPERIMENTS', 'FIGURE_SUFFIXES', 'NOTEBOOKS_DIR', 'Experiment', 'select_experiments', 'notebooks_dir',
-           'run_experiment', 'output_files', 'gather_outputs', 'clean_outputs', 'clean_executed', 'keep_executed',
-           'load_results', 'notebook_hash', 'section_status', 'render_results_page', 'write_results_page',
-           'rewrite_results_page', 'missing_input', 'reproduce']
+__all__ = ['logger', 'EXPERIMENTS', 'BUNDLED_NOTEBOOKS', 'FIGURE_SUFFIXES', 'EXPORT_CELL', 'NOTEBOOKS_DIR', 'Experiment',
+           'select_experiments', 'notebooks_dir', 'default_outputs', 'check_kernel', 'run_experiment', 'output_files',
+           'gather_outputs', 'clean_outputs', 'clean_executed', 'keep_executed', 'load_results', 'notebook_hash',
+           'section_status', 'render_results_page', 'write_results_page', 'rewrite_results_page', 'missing_input',
+           'reproduce']
 
 # %% ../nbs/16_paper.ipynb #8acaf7fe
 logger = logging.getLogger(__name__)
@@ -55,19 +57,41 @@ def select_experiments(only: list[str] | None = None) -> list[Experiment]:
     return [e for e in EXPERIMENTS.values() if e.name in only]
 
 # %% ../nbs/16_paper.ipynb #82989958
+BUNDLED_NOTEBOOKS = 'notebooks'  # the experiment notebooks a wheel carries inside the package (setup.py copies them)
+
 def notebooks_dir(root: str | Path | None = None) -> Path:
-    "The `nbs/` folder of the source checkout, with a clear error when the package runs without one."
-    nbs = Path(root or project_root()) / 'nbs'
-    if not nbs.is_dir():
-        raise FileNotFoundError(
-            f'{nbs} does not exist: the experiments are the notebooks of the source checkout. '
-            'Run from a clone of the repository (git clone, then `make reproduce`), or pass its root.')
-    return nbs
+    "The experiment notebooks: `root/nbs`, else the `nbs/` of the package's own checkout, else the copies a wheel ships."
+    if root is not None:
+        nbs = Path(root) / 'nbs'
+        if not nbs.is_dir(): raise FileNotFoundError(f'{nbs} does not exist: pass the root of a clone of the repository')
+        return nbs
+    checkout = checkout_root()
+    if checkout: return checkout / 'nbs'
+    import mmp_repro
+    bundled = Path(mmp_repro.__file__).resolve().parent / BUNDLED_NOTEBOOKS
+    if not bundled.is_dir():
+        raise FileNotFoundError(f'{bundled} does not exist: this installation of mmp_repro carries no experiment notebooks. '
+                                'Install a released wheel (pip install mmp_repro) or one built with `python -m build`, '
+                                'or run from a clone of the repository.')
+    return bundled
+
+def default_outputs(scale: str | Scale) -> tuple[Path, Path]:
+    "Where `reproduce` writes by default: `runs/paper-SCALE` and `figures/` of a checkout; outside one, the cache (never the working directory)."
+    base = checkout_root()
+    if base is None: base = cache_dir() / 'reproduce'
+    return base / 'runs' / f'paper-{as_scale(scale).value}', base / 'figures'
+
+def check_kernel() -> None:
+    "Papermill runs the notebooks in a Jupyter kernel: ipykernel must be installed beside this Python."
+    if importlib.util.find_spec('ipykernel') is None:
+        raise RuntimeError('the experiment notebooks need a Jupyter kernel and ipykernel is not installed in this environment: '
+                           f'{sys.executable} -m pip install ipykernel')
 
 def run_experiment(exp: Experiment, scale: str | Scale, out_root: str | Path, seed: int = 0,
                    nbs: str | Path | None = None, progress_bar: bool = True) -> Path:
     "Execute `exp`'s notebook with papermill; return the folder holding its outputs."
     import papermill as pm
+    check_kernel()
     scale = as_scale(scale)
     nbs = Path(nbs) if nbs else notebooks_dir()
     src = nbs / exp.notebook
@@ -88,7 +112,8 @@ def run_experiment(exp: Experiment, scale: str | Scale, out_root: str | Path, se
     return out
 
 # %% ../nbs/16_paper.ipynb #a9d6b0ff
-FIGURE_SUFFIXES = ('.png', '.csv', '.md')
+FIGURE_SUFFIXES = ('.png', '.gif', '.csv', '.md')
+EXPORT_CELL = re.compile(r'^import nbdev\b', re.M)  # a notebook's last cell, `import nbdev` and its export call
 
 def output_files(out: str | Path) -> list[Path]:
     "The tables and figures at the top of an experiment's output folder."
@@ -154,9 +179,11 @@ def load_results(figures_dir: str | Path) -> dict:
     return json.loads(p.read_text()) if p.exists() else {'experiments': {}}
 
 def notebook_hash(path: str | Path) -> str:
-    "SHA-256 of a notebook's code cells (outputs and metadata left out): the experiment's own code."
+    "SHA-256 of a notebook's code cells (outputs, metadata and the closing nbdev export cell left out): the experiment's own code."
     cells = json.loads(Path(path).read_text())['cells']
-    return hashlib.sha256('\n\0'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'code').encode()).hexdigest()
+    # the wheel ships the experiment notebooks without their export cell (setup.py): the same code, the same hash
+    code = [''.join(c['source']) for c in cells if c['cell_type'] == 'code']
+    return hashlib.sha256('\n\0'.join(s for s in code if not EXPORT_CELL.search(s)).encode()).hexdigest()
 
 def section_status(rec: dict, nbs: str | Path | None = None) -> tuple[bool, str]:
     "Whether a section was produced by the code installed now (package sources and its notebook), and a line saying so."
@@ -168,12 +195,13 @@ def section_status(rec: dict, nbs: str | Path | None = None) -> tuple[bool, str]
     commit = prov.get('git_commit')
     where = (f"commit `{commit[:12]}`" + (' with uncommitted changes' if prov.get('git_dirty') else ', clean tree')) if commit else 'no git checkout'
     made = f"mmp_repro {prov.get('version')}, sources `{str(prov.get('source_sha256'))[:12]}`, {where}"
-    if same_src and same_nb and not prov.get('git_dirty'): return True, f'{made}: **the code now in this checkout**'
+    if same_src and same_nb and not prov.get('git_dirty'):
+        return True, f"{made}: **the code now {'in this checkout' if _has_checkout() else 'installed'}**"
     why = 'uncommitted changes' if prov.get('git_dirty') else ('older package sources' if not same_src else 'an older version of its notebook')
     return False, f'{made}: **not the code now in this checkout** ({why}); regenerate with `mmp_repro reproduce --only {rec.get("name", "...")}`'
 
 def _has_checkout() -> bool:
-    return (project_root() / 'nbs').is_dir()
+    return checkout_root() is not None
 
 def _experiment_section(name: str, rec: dict, figures_dir: Path) -> str:
     exp = EXPERIMENTS.get(name)
@@ -191,7 +219,7 @@ def _experiment_section(name: str, rec: dict, figures_dir: Path) -> str:
         path = figures_dir / f
         if f.endswith('.md') and path.exists(): lines += [path.read_text().strip(), '']
     for f in rec.get('files', []):
-        if f.endswith('.png'): lines += [f'![{f}]({f})', '']
+        if f.endswith(('.png', '.gif')): lines += [f'![{f}]({f})', '']
     lines += ['<details><summary>Settings</summary>', '', '```json', json.dumps(cfg, indent=2), '```',
               '', '</details>', '']
     return '\n'.join(lines)
@@ -227,7 +255,7 @@ def write_results_page(figures_dir: str | Path, results: dict) -> Path:
 
 def rewrite_results_page(figures_dir: str | Path | None = None) -> Path:
     "Rewrite `RESULTS.md` from `results.json` (nothing is run), so that its current-code marks are true today."
-    figures_dir = Path(figures_dir or project_root() / 'figures')
+    figures_dir = Path(figures_dir or default_outputs('quick')[1])
     if not (figures_dir / 'results.json').exists(): raise FileNotFoundError(f'{figures_dir / "results.json"} not found')
     return write_results_page(figures_dir, load_results(figures_dir))
 
@@ -245,15 +273,14 @@ def reproduce(scale: str | Scale = 'quick', only: list[str] | None = None, seed:
               progress_bar: bool = True, resume: bool = False, allow_dirty: bool = False) -> dict:
     "Run experiments with papermill; only when none failed, gather their tables and figures into `figures_dir`."
     scale = as_scale(scale)
-    root = project_root()
     exps = select_experiments(only)
-    nbs = notebooks_dir(root)
+    nbs = notebooks_dir()
     code = code_identity()
     if code['git_dirty'] and not allow_dirty:
-        raise RuntimeError(f'{root} has uncommitted changes (see `git status`): results made now could not be traced '
+        raise RuntimeError(f'{checkout_root()} has uncommitted changes (see `git status`): results made now could not be traced '
                            'to a commit. Commit first, or pass --allow-dirty to write them marked as such.')
-    out_root = Path(out_root or root / 'runs' / f'paper-{scale.value}')
-    figures_dir = Path(figures_dir or root / 'figures')
+    default_runs, default_figures = default_outputs(scale)
+    out_root, figures_dir = Path(out_root or default_runs), Path(figures_dir or default_figures)
     check_writable(figures_dir, 'figures folder')
     done, failures, skipped = {}, {}, {}
     total = Stopwatch()

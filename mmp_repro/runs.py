@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .core import project_root, save_json, to_jsonable
+from .core import checkout_root, save_json, to_jsonable
 
 # %% auto #0
 __all__ = ['logger', 'VERIFIED_FORMAT', 'INFORMATIONAL', 'RUN_FILE', 'atomic_write_bytes', 'atomic_savetxt', 'CorruptFileError',
@@ -103,8 +103,10 @@ def source_hash(modules: Iterable[str] | None = None) -> str:
     return _hash_files(tuple(source_files(None if modules is None else tuple(modules))))
 
 def git_state(root: str | Path | None = None) -> dict:
-    "`{'commit': sha or None, 'dirty': bool or None}` of the checkout at `root` (None outside git; `figures/` does not count)."
-    root = Path(root or project_root())
+    "`{'commit': sha or None, 'dirty': bool or None}` of the checkout at `root` (default: the package's own; None outside git; `figures/` does not count)."
+    root = root or checkout_root()
+    if root is None: return {'commit': None, 'dirty': None}  # an installed wheel: the source hash alone says what ran
+    root = Path(root)
     try:
         run = lambda *a: subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         if Path(run('rev-parse', '--show-toplevel')).resolve() != root.resolve(): return {'commit': None, 'dirty': None}

@@ -47,7 +47,7 @@ def test_missing_weights_file_is_named(tmp_path):
 def test_nothing_found_lists_every_folder_tried(tmp_path, monkeypatch):
     monkeypatch.setenv('MMP_DATA', str(tmp_path / 'data'))
     monkeypatch.setenv('MMP_CACHE', str(tmp_path / 'cache'))
-    monkeypatch.setattr(D, 'project_root', lambda: tmp_path / 'repo')
+    monkeypatch.setattr(D, 'shared_copies', lambda kind: [tmp_path / 'repo' / 'shared' / kind])
     with pytest.raises(FileNotFoundError) as e: find_yolov3_tiny()
     msg = str(e.value)
     for part in ('data/yolov3-tiny', 'cache/yolov3-tiny', 'shared/models/yolov3-tiny', 'yolov3-tiny.weights', 'fetch_yolov3_tiny()'):
