@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import pipeline
+from . import watch as online_scoring
 from .core import as_scale, get_device, markdown_table, save_figure, save_json, to_jsonable, write_table
 from .detection import find_yolov3_tiny
 from .extraction_report import count_flops, find_vtest, machine_summary, matmul_gflops, resized_video
@@ -189,7 +189,7 @@ def skipped_watch(note: str | None) -> dict:
 
 def watch_speed(cfg: PipelineConfig, train: list[ObjectSamples], n_frames: int = 150, n_train: int = 400,
                 device: str | torch.device = 'cpu', video_path: str | None = None, weights_dir: str | None = None) -> dict:
-    "Frames/s of `pipeline.watch` on the first `n_frames` of vtest.avi at 360x240 with YOLOv3-tiny; a note instead when inputs are missing."
+    "Frames/s of `watch.watch` on the first `n_frames` of vtest.avi at 360x240 with YOLOv3-tiny; a note instead when inputs are missing."
     found = {}
     for what, find, given in (('vtest.avi', find_vtest, video_path), ('YOLOv3-tiny', find_yolov3_tiny, weights_dir)):
         try: found[what] = find(given)
@@ -207,9 +207,9 @@ def watch_speed(cfg: PipelineConfig, train: list[ObjectSamples], n_frames: int =
         model, loc = train_stage(wcfg, sub, run, device, progress=False)
         score_stage(wcfg, model, loc, sub, [], [], run, device)  # writes aspect_stats.json, which watch reads
         stages = {}
-        kw = {'timings': stages} if 'timings' in inspect.signature(pipeline.watch).parameters else {}
+        kw = {'timings': stages} if 'timings' in inspect.signature(online_scoring.watch).parameters else {}
         t0, first, n = time.perf_counter(), None, 0
-        for _ in pipeline.watch(path, run, detector='yolov3-tiny', device=str(device), **kw):
+        for _ in online_scoring.watch(path, run, detector='yolov3-tiny', device=str(device), **kw):
             n += 1
             if first is None: first = time.perf_counter()
         total = time.perf_counter() - t0
@@ -328,7 +328,7 @@ def perf_caption(result: dict) -> str:
            'FLOPs are counted by torch.utils.flop_counter (matmuls and convolutions, 2 per multiply-add; training = forward + '
            'backward); "% of matmul" is the GFLOP/s reached over the fp32 matmul rate '
            f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is one epoch of "
-           '`training.fit` (its second epoch, timed whole after an untimed first), online scoring one pass of `pipeline.watch` (timed once, whole).')
+           '`training.fit` (its second epoch, timed whole after an untimed first), online scoring one pass of `watch.watch` (timed once, whole).')
     if result['device'].startswith('cuda') and result.get('tf32', {}).get('cudnn'):
         cap += (' On CUDA the matmul reference is plain fp32, but torch lets cuDNN run convolutions in TF32 '
                 '(torch.backends.cudnn.allow_tf32), so a network can pass 100%.')

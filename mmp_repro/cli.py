@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
@@ -33,16 +36,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    for e in EXPERIMENTS.values(): print(f'{e.name:<14} {e.notebook:<26} {e.title}')
+    if args.json: print(json.dumps({e.name: {'notebook': e.notebook, 'title': e.title} for e in EXPERIMENTS.values()}))
+    else:
+        for e in EXPERIMENTS.values(): print(f'{e.name:<14} {e.notebook:<26} {e.title}')
     return 0
 
-def _pipeline_config(args: argparse.Namespace):
-    from mmp_repro.pipeline import PipelineConfig
-    over = {k: getattr(args, k) for k in ('dataset', 'root', 'seed', 'detector', 'detections', 'detector_weights', 'mmdet_config', 'mmdet_checkpoint', 'tracks', 'aspects', 'mask_patch', 'mask_ratio',
-                                          'score_preset', 'gamma', 'window', 'location_steps', 'location_model', 'location_components',
+def _progress(args: argparse.Namespace) -> bool:
+    "Progress bars and epoch lines: on unless --no-progress or --quiet."
+    return not (getattr(args, 'no_progress', False) or getattr(args, 'quiet', False))
+
+def _flag_settings(args: argparse.Namespace) -> dict:
+    "The run settings given as flags, keyed as in `config.json` (plus `window`, from which `PipelineConfig.for_scale` derives its own)."
+    over = {k: getattr(args, k) for k in ('dataset', 'root', 'scale', 'seed', 'window', 'detector', 'detections', 'detector_weights',
+                                          'mmdet_config', 'mmdet_checkpoint', 'tracks', 'aspects', 'mask_patch', 'mask_ratio',
+                                          'score_preset', 'gamma', 'location_steps', 'location_model', 'location_components',
                                           'location_lam') if getattr(args, k, None) is not None}
-    if 'detections' in over: over.setdefault('detector', 'precomputed')
-    if over.get('dataset', 'street') != 'street' and 'detector' not in over: over['detector'] = 'yolov3-tiny'
     # detection and score presets, epochs and batch size: the dataset's (pipeline.DATASET_PRESETS) unless given
     if args.detection_preset: over['detection_preset'] = args.detection_preset
     if args.no_location: over['location'] = False
@@ -55,8 +63,39 @@ def _pipeline_config(args: argparse.Namespace):
     if args.amp is not None:  # off | fp16 | bf16: CUDA autocast; bf16 also turns on bf16 autocast on the CPU
         train.update(amp=args.amp != 'off', amp_dtype='bfloat16' if args.amp == 'bf16' else 'float16', cpu_bf16=args.amp == 'bf16')
     if train: over['train'] = train
-    if 'aspects' in over: over['aspects'] = ''.join(over['aspects'])
-    return PipelineConfig.for_scale(args.scale, **over)
+    return over
+
+def _file_settings(args: argparse.Namespace, need_run_dir: bool = True) -> dict:
+    "The settings of the --config file ({} without one); its stage options fill the flags left out (--run-dir, --device, --cache-root)."
+    from mmp_repro.api import STAGE_OPTIONS, read_config_file
+    file = read_config_file(args.config) if getattr(args, 'config', None) else {}
+    for k in STAGE_OPTIONS:
+        if getattr(args, k, None) is None and file.get(k) is not None: setattr(args, k, file[k])
+    if need_run_dir and args.run_dir is None: raise ValueError('no run folder: give --run-dir, or run_dir in the --config file')
+    return file
+
+def _pipeline_config(args: argparse.Namespace):
+    "The run's config: the --config file's settings with the flags over them, on the preset of its scale and dataset."
+    from mmp_repro.api import merge_settings, resolve_config
+    file = _file_settings(args, need_run_dir=args.command != 'config')
+    return resolve_config(merge_settings(file, _flag_settings(args)), source=args.config)
+
+def _check_run_settings(args: argparse.Namespace) -> None:
+    "For `train`, `score`, `evaluate`: the run folder's config rules; the --config file's run settings, if any, must agree with it."
+    from mmp_repro.api import settings_mismatch
+    from mmp_repro.pipeline import load_config
+    file = _file_settings(args)
+    diffs = settings_mismatch(file, load_config(args.run_dir)) if file else []
+    if diffs: raise ValueError(f'{args.config}: its settings differ from those of the run in {args.run_dir}:\n  ' + '\n  '.join(diffs) +
+                               f'\nstart a run with them: `mmp_repro extract --config {args.config}` (with --fresh to set the old run aside)')
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+    from mmp_repro.api import settings_of
+    cfg = _pipeline_config(args)
+    out = settings_of(cfg, run_dir=args.run_dir, device=args.device, cache_root=args.cache_root)
+    print(json.dumps(out, indent=2) if args.json else yaml.safe_dump(out, sort_keys=False, allow_unicode=True).rstrip('\n'))
+    return 0
 
 def _show_config(args: argparse.Namespace, cfg) -> None:
     from mmp_repro.pipeline import preset_summary
@@ -70,7 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          'then `torchrun --nproc_per_node N -m mmp_repro train --run-dir R`, then `mmp_repro score` and `evaluate`')
     cfg = _pipeline_config(args)
     _show_config(args, cfg)
-    metrics = run_pipeline(cfg, args.run_dir, device=args.device, cache_root=args.cache_root, progress=not args.no_progress,
+    metrics = run_pipeline(cfg, args.run_dir, device=args.device, cache_root=args.cache_root, progress=_progress(args),
                            fresh=args.fresh)
     print(json.dumps(metrics))
     return 0
@@ -81,7 +120,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     _show_config(args, cfg)
     preflight(args.run_dir, args.cache_root, args.device)
     if not args.fresh: check_config_and_code(args.run_dir, cfg)
-    train, test, _ = extract_stage(cfg, args.cache_root, progress=not args.no_progress)
+    train, test, _ = extract_stage(cfg, args.cache_root, progress=_progress(args))
     claim_run(cfg, args.run_dir, train, test, fresh=args.fresh)
     print(json.dumps({'train_objects': sum(len(s) for s in train), 'test_objects': sum(len(s) for s in test),
                       'config': str(Path(args.run_dir) / 'config.json')}))
@@ -90,18 +129,20 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def _staged(args: argparse.Namespace):
     "The config, objects and checked identity of the run folder that `train` and `score` continue."
     from mmp_repro.pipeline import extract_stage, load_config, preflight, require_run
+    _check_run_settings(args)
     cfg = load_config(args.run_dir)
     dev = preflight(args.run_dir, args.cache_root, args.device)
-    train, test, videos = extract_stage(cfg, args.cache_root, progress=not args.no_progress)
+    train, test, videos = extract_stage(cfg, args.cache_root, progress=_progress(args))
     require_run(cfg, args.run_dir, train, test)
     return cfg, dev, train, test, videos
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import train_stage
     from mmp_repro.training import init_distributed, launched_by_torchrun
+    _file_settings(args)  # --device and --run-dir of the --config file, before `init_distributed` reads the device
     if not launched_by_torchrun():
         cfg, dev, train, _, _ = _staged(args)
-        train_stage(cfg, train, args.run_dir, dev, progress=not args.no_progress)
+        train_stage(cfg, train, args.run_dir, dev, progress=_progress(args))
     else:  # one of several processes of `torchrun ... -m mmp_repro train`
         import torch.distributed as dist
         dev = init_distributed(args.device)
@@ -110,7 +151,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             if dist.get_rank() == 0: cfg, _, train, _, _ = _staged(args)
             dist.barrier()
             if dist.get_rank() != 0: cfg, _, train, _, _ = _staged(args)
-            train_stage(cfg, train, args.run_dir, dev, progress=not args.no_progress)
+            train_stage(cfg, train, args.run_dir, dev, progress=_progress(args))
             if dist.get_rank() != 0: return 0  # one result on stdout, from rank 0
         finally: dist.destroy_process_group()
     print(json.dumps({'checkpoint': str(Path(args.run_dir) / 'model' / 'last.pt')}))
@@ -131,6 +172,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mmp_repro.pipeline import evaluate_run
+    _check_run_settings(args)
     metrics = evaluate_run(args.run_dir)
     if metrics.get('aspect_auc') and not args.quiet:  # the per-type table for people; stdout keeps the JSON
         import pandas as pd
@@ -139,23 +181,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(json.dumps(metrics))
     return 0
 
-def _cmd_watch(args: argparse.Namespace) -> int:
-    from mmp_repro.core import get_device
-    from mmp_repro.pipeline import watch
-    get_device(args.device)  # a missing CUDA is reported before the model and the video are opened
-    for t, score, objects in watch(args.video, args.run_dir, args.detector, args.device):
-        top = objects.sort_values('score', ascending=False).head(1) if 'score' in objects else objects.head(0)
-        why = '' if top.empty else ' '.join(f"{c[2:]}={top.iloc[0][c]:+.1f}" for c in top.columns if c.startswith('z_'))
-        print(f'{t}\t{score:.3f}\t{len(objects)} objects\t{why}', flush=True)
-    return 0
-
-def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
-    p.add_argument('--run-dir', required=True, help='the run folder (config, checkpoints, scores, metrics)')
+def _add_run_flags(p: argparse.ArgumentParser, run_settings: bool) -> None:
+    p.add_argument('--config', default=None, metavar='FILE',
+                   help="a YAML or JSON file of settings, keyed as RUN_DIR/config.json (which is one), plus run_dir, device and "
+                        "cache_root; flags override it" + ('' if run_settings else "; its run settings must be the run's"))
+    p.add_argument('--run-dir', default=None, help='the run folder (config, checkpoints, scores, metrics); required, here or in --config')
     p.add_argument('--cache-root', default=None, help='where object samples are cached (default ~/.cache/mmp_repro/objects)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: CUDA when available)')
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
-    p.add_argument('--quiet', action='store_true', help='print only the JSON result (no resolved config)')
-    if not config: return
+    p.add_argument('--no-progress', action='store_true', help='no progress bars or epoch lines')
+    p.add_argument('--quiet', action='store_true',
+                   help='print only the JSON result: no resolved config, progress, warnings or logs on stderr (errors stay)')
+    if not run_settings: return
     p.add_argument('--fresh', action='store_true',
                    help='start afresh: an existing RUN_DIR is moved aside to RUN_DIR.old-<time> (without it, a RUN_DIR '
                         'made with other settings, code or data is refused)')
@@ -163,7 +199,7 @@ def _add_run_flags(p: argparse.ArgumentParser, config: bool) -> None:
     g.add_argument('--dataset', choices=['street', 'ped2', 'avenue', 'shanghaitech', 'folder'], default=None,
                    help="default street; 'folder' = your videos: ROOT/train (normal) and ROOT/test")
     g.add_argument('--root', default=None, help='dataset root (default: $MMP_DATA/<dataset>; street: generated)')
-    g.add_argument('--scale', choices=[s.value for s in Scale], default='quick', help='preset of every stage')
+    g.add_argument('--scale', choices=[s.value for s in Scale], default=None, help='preset of every stage (default quick)')
     g.add_argument('--seed', type=int, default=None)
     g.add_argument('--detector', choices=['oracle', 'yolov3-tiny', 'bgsub', 'mmdet', 'precomputed'], default=None,
                    help='oracle = the street\'s true boxes (street only; the default there); precomputed = --detections')
@@ -230,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_reproduce)
 
     ls = sub.add_parser('list', help='list the experiments reproduce can run')
+    ls.add_argument('--json', action='store_true', help='as one JSON object instead of a table')
     ls.set_defaults(func=_cmd_list)
 
     stages = [('run', _cmd_run, True, 'extract, train, score and evaluate in one call'),
@@ -237,10 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
               ('train', _cmd_train, False, 'train MMP-AMS (Algorithm 1) and the location module; resumes from RUN_DIR/model/last.pt'),
               ('score', _cmd_score, False, 'score the test objects and frames (z-scored aspects)'),
               ('evaluate', _cmd_evaluate, False, 'RBDC, TBDC and frame AUC of a scored run; writes RUN_DIR/metrics.json')]
-    for name, func, config, help_ in stages:
+    for name, func, run_settings, help_ in stages:
         sp = sub.add_parser(name, help=help_, description=help_)
-        _add_run_flags(sp, config)
+        _add_run_flags(sp, run_settings)
         sp.set_defaults(func=func)
+    c = sub.add_parser('config', help='print the fully resolved config of the same flags as `run` (and --config), then exit',
+                       description='Resolve the settings as `run` would (the preset of --scale and --dataset, the --config file, '
+                                   'the flags over it) and print them as YAML, or JSON with --json: a file that --config takes back.')
+    c.add_argument('--print', action='store_true', required=True, help='print the resolved config on stdout')
+    c.add_argument('--json', action='store_true', help='as JSON (the form of RUN_DIR/config.json) instead of YAML')
+    _add_run_flags(c, True)
+    c.set_defaults(func=_cmd_config)
     b = sub.add_parser('bench', help='measure the speed of this machine, the networks, the training loop and online scoring',
                        description='Matmul rate, training step and inference per preset (quick, full) as samples/s and % of '
                                    'the matmul rate, the pipeline loop against the bare step, the image study step, and '
@@ -249,13 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--json', action='store_true', help='print one JSON object instead of the table')
     b.add_argument('--out-dir', default=None, help='also write perf.md, perf.csv, perf.json and perf.png there')
     b.set_defaults(func=_cmd_bench)
-    w = sub.add_parser('watch', help='score a video file frame by frame as it is read (one frame of look-ahead)',
-                       description='Print, for each frame t once t+1 is read: t, its score, its objects and the top object\'s aspect z-scores.')
-    w.add_argument('video', help='a video file (.avi, .mp4) or a folder of frames')
-    w.add_argument('--run-dir', required=True, help='a trained and scored run')
-    w.add_argument('--detector', choices=['yolov3-tiny', 'bgsub', 'mmdet'], default='yolov3-tiny')
-    w.add_argument('--device', default=None)
-    w.set_defaults(func=_cmd_watch)
+    # online scoring, rendering and export keep their flags beside their code (17f_watch, 17e_render, 17h_export)
+    from mmp_repro.export import add_command as add_export
+    from mmp_repro.render import add_command as add_render
+    from mmp_repro.watch import add_command as add_watch
+    for add in (add_watch, add_render, add_export): add(sub)
     return p
 
 def error_message(command: str, e: BaseException) -> str:
@@ -264,13 +306,26 @@ def error_message(command: str, e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename and str(e.filename) not in text: text += f': {e.filename}'
     return f'mmp_repro {command}: error: {text}'
 
+@contextmanager
+def _silenced(quiet: bool):
+    "With --quiet: no warnings and no log records below ERROR while the command runs, so stderr holds only errors."
+    if not quiet: yield; return
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        logging.disable(logging.WARNING)
+        try: yield
+        finally: logging.disable(logging.NOTSET)
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `mmp_repro` console script."
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format='%(levelname)s %(name)s: %(message)s',
                         stream=sys.stderr)
     try:
-        return args.func(args)
+        with _silenced(getattr(args, 'quiet', False)): return args.func(args)
+    except BrokenPipeError:  # the reader of stdout stopped early (`| head`): nothing to report, and no second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     # input problems (paths, permissions, settings, a missing CUDA, a run made by other settings) end in a
     # message and exit code 1; anything else is a bug and keeps its traceback
     except (OSError, ValueError, KeyError, RuntimeError) as e:

@@ -8,49 +8,37 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import queue
-import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
-from typing import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 
 from .core import Stopwatch, as_scale, cache_dir, get_device, save_json, seed_everything, to_jsonable
 from .detection import DETECTION_PRESETS, PrecomputedDetector, detection_config, make_detector
-from .location import (LocationMixture, LocationModule, boxes_to_location, fit_location, fit_location_mixture,
-                                location_nll)
-from .losses import nn_loss
+from .location import LocationMixture, LocationModule, boxes_to_location, fit_location, fit_location_mixture
 from .masks import apply_mask, keyed_patch_masks, random_patch_masks
-from .flow import make_flow
 from .metrics import frame_auc, rbdc_tbdc, read_region_folder
 from .networks import MMPAMS, NetConfig, net_config
-from .objects import (Detections, ObjectConfig, ObjectDataset, ObjectSamples, crop_window, extract_objects,
-                               samples_from_parts, window_detections)
-from .scoring import (LOCATION_ASPECTS, MIXTURE_ASPECT, SCORE_PRESETS, AspectStats, ScoreWeights, fit_aspect_stats,
-                               frame_scores, location_losses, model_losses, object_keys, score_objects, write_scored_regions)
+from .objects import ObjectConfig, ObjectDataset, ObjectSamples, extract_objects
+from .scoring import (SCORE_PRESETS, AspectStats, ScoreWeights, alarm_calibration, combine_scores, fit_aspect_stats,
+                               frame_scores, location_losses, model_losses, score_objects, write_scored_regions, zscore_losses)
 from .street import ensure_street
 from .tracks import attach_mask_tracks, load_videos
-from .video import ImageFrames, VideoFileFrames, list_images, read_folder
+from .video import read_folder
 from .training import TrainConfig, checkpoint_mismatch, fit, read_checkpoint, restore_checkpoint
 from .runs import (RUN_FILE, RunMismatchError, atomic_savetxt, check_identity, check_writable, code_identity,
                             identity_diff, load_verified, mismatch_message, open_run, read_identity, save_verified)
 
 # %% auto #0
-__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'LOCATION_MODELS', 'DATASET_PRESETS', 'WATCH_STAGES',
-           'WATCH_WORKERS', 'DatasetPreset', 'PipelineConfig', 'preset_summary', 'load_split', 'detector_for',
-           'extract_stage', 'samples_fingerprint', 'model_identity', 'run_identity', 'check_config_and_code',
-           'claim_run', 'require_run', 'mask_for', 'location_data', 'make_location', 'fit_location_for', 'train_stage',
-           'spread_over_window', 'training_centres', 'with_box_references', 'score_stage', 'evaluate_stage',
-           'track_types_for', 'aspect_stage', 'evaluate_regions', 'config_from_dict', 'load_config', 'load_trained',
-           'evaluate_run', 'cpu_cores', 'library_threads', 'watch', 'preflight', 'run_pipeline']
+__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'LOCATION_MODELS', 'DATASET_PRESETS', 'DatasetPreset',
+           'PipelineConfig', 'preset_summary', 'load_split', 'detector_for', 'extract_stage', 'samples_fingerprint',
+           'model_identity', 'run_identity', 'check_config_and_code', 'claim_run', 'require_run', 'mask_for',
+           'location_data', 'make_location', 'fit_location_for', 'train_stage', 'spread_over_window',
+           'training_centres', 'with_box_references', 'object_losses', 'score_video', 'score_stage', 'load_alarm',
+           'evaluate_stage', 'track_types_for', 'aspect_stage', 'evaluate_regions', 'config_from_dict', 'load_config',
+           'load_trained', 'evaluate_run', 'preflight', 'run_pipeline']
 
 # %% ../nbs/17_pipeline.ipynb #a72f642c
 logger = logging.getLogger(__name__)
@@ -393,34 +381,58 @@ def with_box_references(scored: pd.DataFrame, frame_size: tuple[int, int], train
     cen = box_centres(scored[['x_min', 'y_min', 'x_max', 'y_max']].to_numpy(), frame_size)
     return scored.assign(box_speed=box_speed(scored), box_nearest=box_nearest(cen, scored.class_id.to_numpy(), train_centres))
 
+def object_losses(cfg: PipelineConfig, model: MMPAMS, loc: LocationModule | None, samples: list[ObjectSamples],
+                  device: str | torch.device | None = None) -> dict[str, np.ndarray]:
+    "Every aspect's loss `{aspect: (N,)}` of the objects `samples`, and the location module's when there is one."
+    ds = ObjectDataset(samples)
+    out = model_losses(model, ds, mask_for(cfg), tuple(cfg.aspects), cfg.train.distances, seed=cfg.seed,
+                       device=device or get_device())
+    if loc is not None: out.update(location_losses(loc, ds))  # z-scored even at γ = 0: evaluate reports them per type
+    return out
+
+def score_video(cfg: PipelineConfig, model: MMPAMS, loc: LocationModule | None, samples: ObjectSamples, num_frames: int,
+                stats: dict[str, AspectStats], device: str | torch.device | None = None,
+                train_centres: dict[int, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    "One video's objects z-scored with `stats` (with the box references given `train_centres`), those rows spread over the window, and the frame scores `(num_frames,)`."
+    table = pd.DataFrame(np.asarray(samples.boxes), columns=['x_min', 'y_min', 'x_max', 'y_max'])
+    table.insert(0, 'frame_idx', np.asarray(samples.frame_idx))
+    table['class_id'] = np.asarray(samples.classes).argmax(1) if len(samples) else np.zeros(0, int)
+    table['det_score'] = np.asarray(samples.scores)
+    if not len(samples): scored = table.assign(score=[])
+    else: scored = score_objects(table, object_losses(cfg, model, loc, [samples], device), stats, cfg.weights)
+    if train_centres is not None: scored = with_box_references(scored, samples.frame_size, train_centres)
+    regions = spread_over_window(scored, cfg.objects.window - 1, num_frames)
+    return scored, regions, frame_scores(regions.frame_idx.to_numpy(), regions.score.to_numpy(), num_frames)
+
 def score_stage(cfg: PipelineConfig, model: MMPAMS, loc: LocationModule | None, train: list[ObjectSamples],
                 test: list[ObjectSamples], test_videos: list, run_dir: str | Path, device: str | None = None) -> dict:
-    "Per-video scored objects and frame scores; writes `run_dir/scores/<video>.txt` (+ `_objects.csv`)."
+    "Per-video scored objects and frame scores; writes `run_dir/scores/<video>.txt` (+ `objects/<video>.csv`), `aspect_stats.json` and `alarm.json`."
     run_dir, dev = Path(run_dir), device or get_device()
-    mask_fn, aspects = mask_for(cfg), tuple(cfg.aspects)
-    def losses(samples):
-        ds = ObjectDataset(samples)
-        out = model_losses(model, ds, mask_fn, aspects, cfg.train.distances, seed=cfg.seed, device=dev)
-        if loc is not None: out.update(location_losses(loc, ds))  # z-scored even at γ = 0: evaluate reports them per type
-        return out
-    stats = fit_aspect_stats(losses(train))
+    train_losses = object_losses(cfg, model, loc, train, dev)
+    stats = fit_aspect_stats(train_losses)
+    # the threshold comes from the training objects scored exactly as the test objects are
+    alarm = alarm_calibration(combine_scores(zscore_losses(train_losses, stats), cfg.weights))
     train_centres = training_centres(train)
     scored, regions, frames = {}, {}, {}
     for s, v in zip(test, test_videos):
-        table = pd.DataFrame(np.asarray(s.boxes), columns=['x_min', 'y_min', 'x_max', 'y_max'])
-        table.insert(0, 'frame_idx', np.asarray(s.frame_idx))
-        table['class_id'] = np.asarray(s.classes).argmax(1) if len(s) else np.zeros(0, int)
-        table['det_score'] = np.asarray(s.scores)
-        scored[v.name] = score_objects(table, losses([s]), stats, cfg.weights) if len(s) else table.assign(score=[])
-        scored[v.name] = with_box_references(scored[v.name], s.frame_size, train_centres)
-        span = cfg.objects.window - 1
-        regions[v.name] = spread_over_window(scored[v.name], span, v.num_frames)
+        scored[v.name], regions[v.name], frames[v.name] = score_video(cfg, model, loc, s, v.num_frames, stats, dev, train_centres)
         write_scored_regions(scored[v.name], run_dir / 'scores' / f'{v.name}.txt', run_dir / 'objects' / f'{v.name}.csv',
                              regions[v.name])
-        frames[v.name] = frame_scores(regions[v.name].frame_idx.to_numpy(), regions[v.name].score.to_numpy(), v.num_frames)
         atomic_savetxt(run_dir / 'frame_scores' / f'{v.name}.txt', frames[v.name])
     save_json({a: asdict(st) for a, st in stats.items()}, run_dir / 'aspect_stats.json')
-    return {'objects': scored, 'regions': regions, 'frames': frames, 'stats': stats}
+    save_json(alarm, run_dir / 'alarm.json')
+    return {'objects': scored, 'regions': regions, 'frames': frames, 'stats': stats, 'alarm': alarm}
+
+def load_alarm(run_dir: str | Path) -> dict:
+    "The alarm calibration of a scored run (`alarm.json`): `threshold`, `false_alarm_rate` and the training scores behind them."
+    path = Path(run_dir) / 'alarm.json'
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} not found: the run has no alarm threshold yet; run `mmp_repro score --run-dir {run_dir}`')
+    try: alarm = json.loads(path.read_text())
+    except json.JSONDecodeError as e: raise ValueError(f'{path}: not valid JSON ({e})') from None
+    if not isinstance(alarm, dict) or not isinstance(alarm.get('threshold'), (int, float)) or 'false_alarm_rate' not in alarm:
+        raise ValueError(f'{path}: no threshold and false_alarm_rate in it; score the run again (`mmp_repro score --run-dir {run_dir}`)')
+    return alarm
 
 # %% ../nbs/17_pipeline.ipynb #cc26c675
 def evaluate_stage(scores: dict, test_videos: list) -> dict:
@@ -513,135 +525,6 @@ def _add_aspects(metrics: dict, table: pd.DataFrame | None, run_dir: Path) -> No
     if table is None: return
     tmp = run_dir / 'aspect_auc.csv.tmp'; table.to_csv(tmp, index=False, float_format='%.4f'); tmp.replace(run_dir / 'aspect_auc.csv')
     metrics['aspect_auc'] = table.to_dict('records')
-
-# %% ../nbs/17_pipeline.ipynb #b7c1e2a4
-WATCH_STAGES = ('decode', 'detect', 'flow', 'crop', 'score')  # the stages `watch` times (its `timings`)
-WATCH_WORKERS = 4  # most worker threads by default: each holds a detector and 2 frames in flight
-_COPIED_DETECTORS = ('yolov3-tiny',)  # frame by frame and light to build: one copy per worker. bgsub keeps a background
-                                      # model (frames in order, one copy); an mmdet model is too heavy to copy
-
-def cpu_cores() -> int:
-    "CPU cores this process may run on."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-
-@contextmanager
-def library_threads(n: int):
-    "OpenCV's and torch's threads per call set to `n` inside the block, restored after it."
-    old = cv2.getNumThreads(), torch.get_num_threads()
-    cv2.setNumThreads(n); torch.set_num_threads(n)
-    try: yield
-    finally: cv2.setNumThreads(old[0]); torch.set_num_threads(old[1])
-
-class _Copies:
-    "Copies of an object that is not thread-safe (a cv2 net, a DIS instance): each concurrent caller borrows its own."
-    def __init__(self, make, first=None):
-        self.make, self.free = make, queue.SimpleQueue()
-        if first is not None: self.free.put(first)
-    @contextmanager
-    def borrow(self):
-        try: x = self.free.get_nowait()
-        except queue.Empty: x = self.make()
-        try: yield x
-        finally: self.free.put(x)
-
-@torch.no_grad()
-def _frame_losses(model: MMPAMS, loc, s: ObjectSamples, mask_fn, aspects: tuple, distances: dict, device) -> dict[str, np.ndarray]:
-    "`model_losses` and `location_losses` of the objects `s` of one frame, as one batch built at once: the same tensors and calls, without a Dataset, DataLoader or `model.eval().to()` per frame."
-    t = lambda a, dtype: torch.from_numpy(np.asarray(a, dtype))
-    box, C = t(s.boxes, np.float32), t(s.classes, np.float32)
-    target = {'F': torch.from_numpy(np.asarray(s.future, np.float32) / 255), 'O': t(s.flow, np.float32), 'C': C}
-    x = torch.from_numpy(np.asarray(s.present, np.float32) / 255).to(device)
-    keyed = getattr(mask_fn, 'keyed', None)  # without it the mask is the identity (mask_ratio 0)
-    preds = model(keyed(x, object_keys(t(s.frame_idx, np.int64), box)) if keyed else mask_fn(x, None))
-    out = {a: nn_loss(preds[a].float(), target[a].to(device).float(), distances[a], reduction='none')[0].cpu().numpy()
-           for a in aspects}
-    if loc is not None:
-        where = boxes_to_location(box, torch.from_numpy(np.tile(np.float32(s.frame_size), (len(s), 1))))
-        if isinstance(loc, LocationMixture): out[MIXTURE_ASPECT] = loc(C, where).numpy()
-        else: out.update(zip(LOCATION_ASPECTS, location_nll(*loc(C), where).numpy().T))
-    return out
-
-# %% ../nbs/17_pipeline.ipynb #6769eb7e
-def watch(video_path: str | Path, run_dir: str | Path, detector: str = 'yolov3-tiny', device: str | None = None,
-          timings: dict | None = None, workers: int | None = None) -> Iterator[tuple[int, float, pd.DataFrame]]:
-    """Yield `(t, frame score, scored objects of frame t)` while reading `video_path` (a file or frame folder) once;
-    frame t is scored from frames t and t+1 alone. `workers` threads (default: one per core, at most `WATCH_WORKERS`)
-    each detect, flow, crop and score a frame, several frames at once, yielded in order; `workers=0` runs it all in the
-    caller's thread. `timings`, if given, is filled with the seconds of each of `WATCH_STAGES` (summed over the
-    workers), `frames` and `wall` (seconds since the call, start-up included)."""
-    sw = Stopwatch()
-    cfg = load_config(run_dir)
-    if cfg.objects.window != 2: raise ValueError(f'watch scores windows of 2 frames; this run uses {cfg.objects.window}')
-    model, loc = load_trained(run_dir, cfg)
-    made_by = (read_identity(run_dir) or {}).get('code', {})
-    if made_by.get('source_sha256') != code_identity()['source_sha256']:  # watching with a newer package is normal use
-        logger.warning('%s was trained by other code (mmp_repro %s, sources %s); scores may differ from its own scoring',
-                       run_dir, made_by.get('version'), str(made_by.get('source_sha256'))[:12])
-    stats_path = Path(run_dir) / 'aspect_stats.json'
-    if not stats_path.exists(): raise FileNotFoundError(f'{stats_path} not found: score the run once first')
-    stats = {a: AspectStats(**v) for a, v in json.loads(stats_path.read_text()).items()}
-    if detector == 'mmdet' and not cfg.mmdet_checkpoint: raise ValueError(f'{run_dir}: the run was not made with an mmdet detector; pick another --detector')
-    n = min(cpu_cores(), WATCH_WORKERS) if workers is None else int(workers)
-    if n < 0: raise ValueError(f'workers must be >= 0, got {workers}')
-    make_det = lambda: make_detector(detector, cfg=detection_config(cfg.detection_preset), rgb=True, **_detector_files(cfg, detector))
-    det, dev, mask_fn, aspects = make_det(), device or get_device(), mask_for(cfg), tuple(cfg.aspects)
-    model.eval().to(dev)  # once, not per frame
-    if loc is not None: loc.eval()
-    in_order = detector not in _COPIED_DETECTORS  # then the caller's thread detects, frame after frame
-    dets, flows = _Copies(make_det, det), _Copies(lambda: make_flow(cfg.objects.flow, rgb=True))
-    source = ImageFrames(list_images(video_path)) if Path(video_path).is_dir() else VideoFileFrames(video_path)
-    name, total = Path(video_path).stem, {**dict.fromkeys(WATCH_STAGES, 0.0), 'frames': 0, 'wall': 0.0}
-
-    def detect(d, frame, t):
-        return window_detections(Detections.concat([d.detect(frame, t)]), t, 2, cfg.objects.window_nms_iou)  # as extraction does
-
-    def score_frame(t: int, frame: np.ndarray, nxt: np.ndarray, found: Detections | None) -> tuple:
-        "Frame t's score, scored objects and stage seconds, from frames t and t+1 (and its detections, when already made)."
-        sec, clock = dict.fromkeys(WATCH_STAGES, 0.0), time.perf_counter()
-        if found is None:
-            with dets.borrow() as d: found = detect(d, frame, t)
-        sec['detect'] = time.perf_counter() - clock
-        table = pd.DataFrame(found.boxes, columns=['x_min', 'y_min', 'x_max', 'y_max']).assign(frame_idx=t)
-        if not len(found): return t, float('nan'), table, sec
-        clock = time.perf_counter()
-        with flows.borrow() as flow:
-            def timed_flow(a, b):
-                c = time.perf_counter(); f = flow(a, b); sec['flow'] += time.perf_counter() - c
-                return f
-            s = samples_from_parts(name, frame.shape[:2], [crop_window([frame, nxt], found, cfg.objects, timed_flow)], cfg.objects)
-        sec['crop'], clock = time.perf_counter() - clock - sec['flow'], time.perf_counter()
-        table = score_objects(table, _frame_losses(model, loc, s, mask_fn, aspects, cfg.train.distances, dev), stats, cfg.weights)
-        sec['score'] = time.perf_counter() - clock
-        return t, float(table['score'].max()), table, sec
-
-    def emit(result):
-        t, score, table, sec = result
-        for k, v in sec.items(): total[k] += v
-        total['frames'] += 1; total['wall'] = sw.elapsed
-        if timings is not None: timings.update(total)
-        return t, score, table
-
-    # each worker runs whole frames with cores/workers threads per call (one on 2 cores): two frames at a time keep both
-    # cores busy, where one frame's calls split over 2 threads each leave a core waiting (and spinning) at every hand-over
-    pending: deque[Future] = deque()
-    with library_threads(max(1, cpu_cores() // n)) if n else nullcontext():
-        pool = ThreadPoolExecutor(n, thread_name_prefix='watch') if n else None
-        try:
-            prev = None
-            for t in range(len(source)):
-                clock = time.perf_counter(); frame = source.read(t); total['decode'] += time.perf_counter() - clock
-                if prev is not None:
-                    clock = time.perf_counter()
-                    found = detect(det, prev, t - 1) if in_order else None
-                    total['detect'] += time.perf_counter() - clock
-                    if pool is None: yield emit(score_frame(t - 1, prev, frame, found))
-                    else: pending.append(pool.submit(score_frame, t - 1, prev, frame, found))
-                    while pending and (len(pending) > 2 * n or pending[0].done()):  # in order; at most 2 frames a worker
-                        yield emit(pending.popleft().result())
-                prev = frame
-            while pending: yield emit(pending.popleft().result())
-        finally:
-            if pool is not None: pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/17_pipeline.ipynb #e23cd7ca
 def preflight(run_dir: str | Path, cache_root: str | Path | None = None, device: str | None = None) -> torch.device:

@@ -18,9 +18,10 @@ from .losses import nn_loss
 from .training import DEFAULT_DISTANCES
 
 # %% auto #0
-__all__ = ['APPEARANCE_ASPECTS', 'LOCATION_ASPECTS', 'MIXTURE_ASPECT', 'SCORE_PRESETS', 'REGION_COLUMNS', 'AspectStats',
-           'fit_aspect_stats', 'zscore_losses', 'ScoreWeights', 'combine_scores', 'frame_scores', 'score_objects',
-           'write_scored_regions', 'object_keys', 'model_losses', 'location_losses']
+__all__ = ['APPEARANCE_ASPECTS', 'LOCATION_ASPECTS', 'MIXTURE_ASPECT', 'SCORE_PRESETS', 'DEFAULT_FALSE_ALARM_RATE',
+           'ALARM_SCORES_KEPT', 'ALARM_LEVELS', 'REGION_COLUMNS', 'AspectStats', 'fit_aspect_stats', 'zscore_losses',
+           'ScoreWeights', 'combine_scores', 'frame_scores', 'alarm_threshold', 'alarm_calibration', 'threshold_at',
+           'score_objects', 'write_scored_regions', 'object_keys', 'model_losses', 'location_losses']
 
 # %% ../nbs/14_scoring.ipynb #51b0f1c6
 APPEARANCE_ASPECTS = ('F', 'O', 'C')          # Γ: future frame, flow magnitude, class
@@ -90,6 +91,44 @@ def frame_scores(frame_idx: np.ndarray, scores: np.ndarray, num_frames: int) -> 
     np.maximum.at(out, frame_idx, scores)
     out[np.isinf(out)] = scores.min() if len(scores) else 0.0
     return out
+
+# %% ../nbs/14_scoring.ipynb #a1a2a302
+DEFAULT_FALSE_ALARM_RATE = 0.005  # a normal object raises an alarm 1 time in 200: the 99.5th percentile of the training S
+ALARM_SCORES_KEPT = 10_000        # training scores stored whole up to this many (a few hundred kB of JSON); quantiles above
+# quantile levels stored for larger sets: a coarse grid, a fine one in the upper tail where alarm rates live, and the
+# round rates (1, 2, 5 x 10^-k) exactly
+_TAIL = np.concatenate([np.geomspace(1e-5, 0.1, 161), np.outer([1, 2, 5], 10.0 ** -np.arange(1, 6)).ravel()])
+ALARM_LEVELS = np.unique(np.round(np.concatenate([np.linspace(0, 1, 101), 1 - _TAIL]), 12))
+
+def _check_rate(rate: float) -> float:
+    if not isinstance(rate, (int, float, np.floating)) or isinstance(rate, bool) or not 0 < rate < 1:
+        raise ValueError(f'the false-alarm rate must be a number in (0, 1), e.g. 0.005; got {rate!r}')
+    return float(rate)
+
+def alarm_threshold(scores: np.ndarray, rate: float = DEFAULT_FALSE_ALARM_RATE) -> float:
+    "The score that a fraction `rate` of normal `scores` (training objects' S) exceed: their `1 - rate` quantile."
+    rate, s = _check_rate(rate), np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or not len(s): raise ValueError(f'need a 1-D array of training scores to calibrate on, got shape {s.shape}')
+    if not np.isfinite(s).all(): raise ValueError(f'{int((~np.isfinite(s)).sum())} of {len(s)} training scores are not finite')
+    return float(np.quantile(s, 1 - rate))
+
+def alarm_calibration(scores: np.ndarray, rate: float = DEFAULT_FALSE_ALARM_RATE) -> dict:
+    "What `alarm.json` holds: the threshold at `rate` and the training scores (sorted, or their quantiles) for other rates."
+    threshold, s = alarm_threshold(scores, rate), np.sort(np.asarray(scores, dtype=np.float64))
+    out = {'threshold': threshold, 'false_alarm_rate': float(rate), 'n_train_objects': len(s),
+           'calibrated_on': 'combined score S of the normal training objects'}
+    if len(s) <= ALARM_SCORES_KEPT: out['train_scores'] = s.tolist()
+    else: out['train_quantiles'] = {'level': ALARM_LEVELS.tolist(), 'score': np.quantile(s, ALARM_LEVELS).tolist()}
+    return out
+
+def threshold_at(alarm: dict, rate: float | None = None) -> float:
+    "The alarm threshold of a calibration at another false-alarm `rate` (None: the stored threshold)."
+    if rate is None: return float(alarm['threshold'])
+    rate = _check_rate(rate)
+    if 'train_scores' in alarm: return alarm_threshold(alarm['train_scores'], rate)
+    q = alarm.get('train_quantiles')
+    if not q: raise KeyError('the alarm calibration holds neither train_scores nor train_quantiles: score the run again')
+    return float(np.interp(1 - rate, q['level'], q['score']))
 
 # %% ../nbs/14_scoring.ipynb #75f0d374
 def score_objects(objects: pd.DataFrame, losses: dict[str, np.ndarray], stats: dict[str, AspectStats],

@@ -20,6 +20,19 @@ def test_help_and_list():
     r = run('list')
     assert r.returncode == 0
     assert all(name in r.stdout for name in EXPERIMENTS)
+    r = run('list', '--json')
+    assert r.returncode == 0 and list(json.loads(r.stdout)) == list(EXPERIMENTS)
+
+
+def test_every_stage_command_takes_a_config_file():
+    import argparse
+    from mmp_repro.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for cmd in ('run', 'extract', 'train', 'score', 'evaluate', 'config'):
+        text = sub.choices[cmd].format_help()
+        assert '--config FILE' in text and '--quiet' in text, cmd
+    r = run('config')  # it only prints: --print says so on the command line
+    assert r.returncode == 2 and '--print' in r.stderr
 
 
 def test_bad_input_exits_non_zero_with_reason():

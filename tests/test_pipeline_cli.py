@@ -53,21 +53,23 @@ def test_evaluate_reports_each_aspect_per_anomaly_type(staged_run):
     assert 'object AUC per aspect and anomaly type' in r.stderr and 'box_nearest' in r.stderr
 
 def test_watch_streams_frame_scores(staged_run):
+    from test_watch_live import watch_cmd  # `mmp_repro watch` once registered, else the same handler through its own parser
     run_dir, _ = staged_run
     cfg = json.loads((run_dir / 'config.json').read_text())
     street = Path.home() / '.cache' / 'mmp_repro' / 'street'
     frames = sorted(street.glob('smoke-seed0/testing/frames/*'))
     if not frames:
         pytest.skip('the smoke street is not in the default cache')
-    r = run('watch', str(frames[0]), '--run-dir', str(run_dir), '--detector', 'bgsub')
+    r = subprocess.run(watch_cmd(frames[0], '--run-dir', run_dir, '--detector', 'bgsub'), capture_output=True, text=True,
+                       cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    lines = r.stdout.strip().splitlines()
+    lines = [json.loads(l) for l in r.stdout.strip().splitlines()]  # one JSON object per scored frame
     n_frames = len(list(frames[0].iterdir()))
     assert len(lines) == n_frames - 1, 'one line per frame that has a next frame'
-    assert [int(l.split('\t')[0]) for l in lines] == list(range(n_frames - 1))
-    scores = [float(l.split('\t')[1]) for l in lines if not l.split('\t')[2].startswith('0 ')]
+    assert [l['frame'] for l in lines] == list(range(n_frames - 1))
+    scores = [l['score'] for l in lines if l['objects']]
     # bgsub finds few of the street's drawn objects; test_watch_scores_equal_the_offline_scores checks scores with objects
-    assert all(math.isfinite(s) for s in scores), 'a frame with objects has a finite score'
+    assert all(s is not None and math.isfinite(s) for s in scores), 'a frame with objects has a finite score'
     assert cfg['objects']['window'] == 2
 
 
@@ -90,10 +92,11 @@ def test_watch_scores_equal_the_offline_scores(folder_run):
     # online (frame by frame, one frame of look-ahead) and offline scoring of one video with one detector agree
     import numpy as np
     import pandas as pd
-    from mmp_repro.pipeline import watch
+    from mmp_repro.watch import watch
     root, run_dir, _ = folder_run
     offline = pd.read_csv(run_dir / 'objects' / 'cam3.csv')
-    online = pd.concat([t for _, _, t in watch(root / 'test' / 'cam3', run_dir, 'bgsub', 'cpu') if len(t)], ignore_index=True)
+    online = pd.concat([f.objects for f in watch(root / 'test' / 'cam3', run_dir, 'bgsub', 'cpu') if len(f.objects)],
+                       ignore_index=True)
     key = ['frame_idx', 'x_min', 'y_min', 'x_max', 'y_max']
     assert len(offline) > 0 and len(online) == len(offline)
     a, b = offline.sort_values(key).reset_index(drop=True), online.sort_values(key).reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""Online scoring (`pipeline.watch`) runs whole frames in worker threads: the same results as without threads, the
+"""Online scoring (`watch.watch`) runs whole frames in worker threads: the same results as without threads, the
 library thread settings restored, no thread left behind, and the time of each stage reported."""
 import os
 import threading
@@ -23,7 +23,7 @@ def tiny_run(tmp_path_factory):
     run = tmp / 'run'
     claim_run(cfg, run, train, [])
     model, loc = train_stage(cfg, train, run, 'cpu', progress=False)
-    score_stage(cfg, model, loc, train, [], [], run, 'cpu')  # writes aspect_stats.json
+    score_stage(cfg, model, loc, train, [], [], run, 'cpu')  # writes aspect_stats.json and alarm.json
     return tmp / 'mine' / 'test', run
 
 
@@ -40,7 +40,7 @@ def vtest_clip(tmp_path_factory):
 
 
 def _frames(gen):
-    return [(t, s, table) for t, s, table in gen]
+    return [(f.index, f.score, f.objects) for f in gen]
 
 
 def _same(a, b):
@@ -49,12 +49,13 @@ def _same(a, b):
     np.testing.assert_array_equal([s for _, s, _ in a], [s for _, s, _ in b])  # NaN (no objects) equals NaN here
     for (_, _, x), (_, _, y) in zip(a, b):
         assert x.columns.tolist() == y.columns.tolist()
-        np.testing.assert_array_equal(x.to_numpy(np.float64), y.to_numpy(np.float64))
+        assert x.class_name.tolist() == y.class_name.tolist()
+        np.testing.assert_array_equal(x.drop(columns='class_name').to_numpy(np.float64), y.drop(columns='class_name').to_numpy(np.float64))
 
 
 def _plain(video, run, detector, workers):
     "`watch` without threads, with the torch and OpenCV threads per call of `workers` workers (products round by them)."
-    from mmp_repro.pipeline import cpu_cores, library_threads, watch
+    from mmp_repro.watch import cpu_cores, library_threads, watch
     with library_threads(max(1, cpu_cores() // workers)):
         return _frames(watch(video, run, detector, 'cpu', workers=0))
 
@@ -64,7 +65,7 @@ def _watch_threads():
 
 
 def test_any_number_of_workers_gives_the_frames_of_the_loop_without_threads(tiny_run):
-    from mmp_repro.pipeline import watch
+    from mmp_repro.watch import watch
     video, run = tiny_run
     for n in (1, 2, 3):
         plain = _plain(video / 'cam3', run, 'bgsub', n)
@@ -73,7 +74,7 @@ def test_any_number_of_workers_gives_the_frames_of_the_loop_without_threads(tiny
 
 
 def test_thread_settings_restored_and_workers_stopped_when_the_caller_stops_early(tiny_run):
-    from mmp_repro.pipeline import cpu_cores, watch
+    from mmp_repro.watch import cpu_cores, watch
     video, run = tiny_run
     before = cv2.getNumThreads(), torch.get_num_threads()
     gen = watch(video / 'cam3', run, 'bgsub', 'cpu', workers=2)
@@ -85,17 +86,17 @@ def test_thread_settings_restored_and_workers_stopped_when_the_caller_stops_earl
 
 
 def test_an_error_in_a_worker_reaches_the_caller(tiny_run, monkeypatch):
-    from mmp_repro import pipeline
+    from mmp_repro import watch as online
     video, run = tiny_run
     def boom(*args, **kwargs): raise RuntimeError('scoring failed')
-    monkeypatch.setattr(pipeline, '_frame_losses', boom)  # called in a worker for each frame with objects
+    monkeypatch.setattr(online, '_frame_losses', boom)  # called in a worker for each frame with objects
     with pytest.raises(RuntimeError, match='scoring failed'):
-        _frames(pipeline.watch(video / 'cam3', run, 'bgsub', 'cpu', workers=2))
+        _frames(online.watch(video / 'cam3', run, 'bgsub', 'cpu', workers=2))
     assert not _watch_threads()
 
 
 def test_timings_give_each_stage(tiny_run):
-    from mmp_repro.pipeline import WATCH_STAGES, watch
+    from mmp_repro.watch import WATCH_STAGES, watch
     video, run = tiny_run
     timings = {}
     n = len(_frames(watch(video / 'cam3', run, 'bgsub', 'cpu', timings=timings, workers=2)))
@@ -106,7 +107,7 @@ def test_timings_give_each_stage(tiny_run):
 def test_yolo_workers_score_two_frames_at_once(tiny_run, vtest_clip):
     # YOLOv3-tiny: one copy of the net per worker. The same frames as the plain loop, and the stages of two frames
     # overlap: their seconds (summed over the workers) add up to more than the wall time
-    from mmp_repro.pipeline import WATCH_STAGES, watch
+    from mmp_repro.watch import WATCH_STAGES, watch
     _, run = tiny_run
     plain, timings = _plain(vtest_clip, run, 'yolov3-tiny', 2), {}
     _same(plain, _frames(watch(vtest_clip, run, 'yolov3-tiny', 'cpu', timings=timings, workers=2)))
@@ -115,7 +116,7 @@ def test_yolo_workers_score_two_frames_at_once(tiny_run, vtest_clip):
 
 @pytest.mark.skipif(not os.environ.get('MMP_WATCH_FPS'), reason='set MMP_WATCH_FPS=20 to require that many frames/s (a quiet machine)')
 def test_watch_reaches_the_frame_rate(tiny_run, vtest_clip):
-    from mmp_repro.pipeline import watch
+    from mmp_repro.watch import watch
     _, run = tiny_run
     timings = {}
     _frames(watch(vtest_clip, run, 'yolov3-tiny', 'cpu', timings=timings))
