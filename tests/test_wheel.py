@@ -52,6 +52,10 @@ def test_the_wheel_is_what_runs_and_carries_the_notebooks(wheel_env):
     # the bundled copies drop the `nbdev_export()` cell (it needs a checkout) and hash as the sources do
     from mmp_repro.paper import notebook_hash
     assert 'nbdev_export' not in (Path(nbs) / '03_roads.ipynb').read_text()
+    # nbdev is a development tool, not an install requirement: a bundled notebook must run without it
+    for nb in Path(nbs).glob('*.ipynb'):
+        code = [''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+        assert not any('nbdev' in line for s in code for line in s.splitlines() if 'import' in line), nb.name
     assert notebook_hash(Path(nbs) / '03_roads.ipynb') == notebook_hash(ROOT / 'nbs' / '03_roads.ipynb')
 
 
