@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -103,6 +104,11 @@ def read_config_file(path: str | Path) -> dict:
 # %% ../nbs/17i_api.ipynb #505ca258
 def merge_settings(file: Mapping, flags: Mapping) -> dict:
     "`flags` over `file`, section by section; a flag also drops the file's values derived from it, to be derived again."
+    if 'scale' in flags and file.get('scale') not in (None, flags['scale']) and any(isinstance(file.get(k), Mapping) for k in ('objects', 'net', 'train')):
+        # the file's sections hold the values of its own scale (crop size, width, epochs): keeping them under another
+        # scale would label a run with settings it does not have
+        raise ValueError(f"--scale {flags['scale']} differs from the config file's scale {file['scale']}, whose objects/net/train "
+                         'sections fix that scale\'s settings: drop --scale, or edit the file (its scale, without the sections to derive again)')
     out = copy.deepcopy(dict(file))
     section = lambda name: out[name] if isinstance(out.get(name), dict) else {}
     derived = {'aspects': [('train', 'aspects')], 'seed': [('train', 'seed')],
@@ -213,22 +219,28 @@ class MMPAMSModel:
     def fit(cls, train_videos: str | Path | Sequence[str | Path | Video], scale: str = 'quick', run_dir: str | Path | None = None,
             *, cache_root: str | Path | None = None, device: str | None = None, progress: bool = True, fresh: bool = False,
             **config) -> MMPAMSModel:
-        "Train on the normal videos `train_videos` with the preset of `scale` and the config-file keys `config`."
+        "Train on the normal videos `train_videos` with the preset of `scale` and the config-file keys `config` (`run_dir` None: a temporary folder, removed with the model unless `save`d)."
         settings = check_settings({'scale': scale, **config}, 'MMPAMSModel.fit')
         videos = _training_videos(train_videos, settings)
         cfg = resolve_config(settings, 'MMPAMSModel.fit')
         temporary = run_dir is None
         run_dir = Path(tempfile.mkdtemp(prefix='mmp_repro-run-')) if temporary else Path(run_dir)
-        dev = preflight(run_dir, cache_root, device)
-        if not fresh: check_config_and_code(run_dir, cfg)
-        if videos is None: train, test, _ = extract_stage(cfg, cache_root, progress)  # as `mmp_repro extract`
-        else: train, test = extract_objects(videos, detector_for(cfg, 'train'), cfg.objects, cache_root or cache_dir() / 'objects', progress), []
-        claim_run(cfg, run_dir, train, test, fresh=fresh)
-        model, loc = train_stage(cfg, train, run_dir, dev, progress)
-        # `score` with no test video: the aspect statistics and the alarm threshold of the training objects, written to the run
-        fitted = score_stage(cfg, model, loc, train, [], [], run_dir, dev)
+        try:
+            dev = preflight(run_dir, cache_root, device)
+            if not fresh: check_config_and_code(run_dir, cfg)
+            if videos is None: train, test, _ = extract_stage(cfg, cache_root, progress)  # as `mmp_repro extract`
+            else: train, test = extract_objects(videos, detector_for(cfg, 'train'), cfg.objects, cache_root or cache_dir() / 'objects', progress), []
+            claim_run(cfg, run_dir, train, test, fresh=fresh)
+            model, loc = train_stage(cfg, train, run_dir, dev, progress)
+            # `score` with no test video: the aspect statistics and the alarm threshold of the training objects, written to the run
+            fitted = score_stage(cfg, model, loc, train, [], [], run_dir, dev)
+        except BaseException:
+            if temporary: shutil.rmtree(run_dir, ignore_errors=True)  # a failed fit leaves no temporary folder behind
+            raise
         out = cls(run_dir, cfg, model, loc, fitted['stats'], dev, cache_root, progress, fitted.get('alarm'))
-        out._temporary = temporary
+        if temporary:  # removed with the model unless `save` moved it somewhere kept
+            out._temporary = True
+            weakref.finalize(out, shutil.rmtree, str(run_dir), True)
         return out
 
     @classmethod

@@ -253,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--only', nargs='+', metavar='NAME', choices=list(EXPERIMENTS),
                    help=f'run only these experiments ({", ".join(EXPERIMENTS)})')
     r.add_argument('--seed', type=int, default=0, help='seed passed to every notebook')
-    r.add_argument('--out-root', default=None, help='where executed notebooks and raw outputs go (default runs/paper-SCALE)')
-    r.add_argument('--figures-dir', default=None, help='where tables, figures and RESULTS.md go (default figures/)')
+    r.add_argument('--out-root', default=None, help='where executed notebooks and raw outputs go (default: runs/paper-SCALE of the checkout; '
+                        'installed without one, ~/.cache/mmp_repro/reproduce/runs/paper-SCALE)')
+    r.add_argument('--figures-dir', default=None, help='where tables, figures and RESULTS.md go (default: figures/ of the checkout; installed without one, '
+                        '~/.cache/mmp_repro/reproduce/figures; never the working directory)')
     r.add_argument('--no-progress', action='store_true', help='no per-cell progress bars')
     r.add_argument('--resume', action='store_true',
                    help='keep the executed outputs of an earlier, interrupted run and resume its trainings (made by '

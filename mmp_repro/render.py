@@ -106,7 +106,7 @@ def draw_strip(width: int, height: int, history: Sequence[float], threshold: flo
                strip_frames: int = STRIP_FRAMES) -> np.ndarray:
     "The strip `(height, width, 3)` RGB: the last `strip_frames` of `history` (NaN: a gap), the threshold, the current (last) frame."
     img = np.full((height, width, 3), 28, np.uint8)
-    s = np.asarray(history, np.float64)[-max(1, int(strip_frames)):]
+    s = np.asarray(history[-max(1, int(strip_frames)):], np.float64)  # slice first: a long watch has a long history
     seen = s[np.isfinite(s)]
     lo = min(0.0, threshold, seen.min() if seen.size else 0.0)
     hi = max(threshold + 0.5 * max(abs(threshold), 1.0), seen.max() if seen.size else threshold)
@@ -217,7 +217,8 @@ class AnnotatedVideoWriter:
         shape = np.shape(frame)[:2]
         if self.first is not None and shape != self.first:
             raise ValueError(f'{self.path}: frame {self.frames} is {shape[1]}x{shape[0]}, the first was {self.first[1]}x{self.first[0]}')
-        history = self.history + [np.nan if frame_score is None else float(frame_score)]
+        # only what the strip shows is kept: hours of live video must not make each frame slower
+        history = self.history[max(0, len(self.history) - int(self.strip_frames) + 1):] + [np.nan if frame_score is None else float(frame_score)]
         img = annotate_frame(frame, objects, self.threshold, history, truth, self.strip_frames)
         # an even width and height, as yuv420p needs (OpenCV's mp4v would drop an odd column): one black row or column added
         img = np.pad(img, ((0, img.shape[0] % 2), (0, img.shape[1] % 2), (0, 0)))

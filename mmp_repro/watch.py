@@ -319,6 +319,7 @@ def run_watch(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # the reader of stdout went away (`| head`): stop as at the end of the source
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the interpreter's last flush must not fail
             ended = 'stdout closed'
+        finally: frames.close()  # the reader and the workers stop now, not after the video's re-encoding as the stack unwinds
         if args.events and events is None: open_events()  # no frame scored: the events file is there, empty
     wall = sw.elapsed
     say(f'watch: {"stopped by Ctrl-C" if interrupted else ended}: {n_frames} frames scored, '

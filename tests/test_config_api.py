@@ -166,3 +166,11 @@ def test_api_fits_a_list_of_videos(street_run, tmp_path):
     assert isinstance(scores, VideoScores) and scores.video == test.name
     assert len(scores.frames) == len(list(test.iterdir())) and np.isfinite(scores.frames.score).all()
     assert len(scores.objects) and {'z_F', 'z_O', 'z_C', 'score', 'class_name'} <= set(scores.objects.columns)
+
+
+def test_a_scale_flag_over_a_resolved_file_is_refused():
+    # a run's config.json holds its scale's crop size, width and epochs: another --scale over it would mislabel the run
+    from mmp_repro.api import merge_settings
+    with pytest.raises(ValueError, match="--scale quick differs from the config file's scale smoke"):
+        merge_settings({'scale': 'smoke', 'train': {'epochs': 1}}, {'scale': 'quick'})
+    assert merge_settings({'scale': 'smoke'}, {'scale': 'quick'})['scale'] == 'quick'  # a file that states only the scale

@@ -183,3 +183,13 @@ def test_render_error_is_one_line_through_the_console_script(street_run):
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     if 'invalid choice' in r.stderr: pytest.skip('render is not registered in mmp_repro.cli yet')
     assert r.returncode == 1 and r.stderr.startswith('mmp_repro render: error:') and r.stderr.count('\n') == 1
+
+
+def test_the_writer_keeps_only_the_history_the_strip_shows(tmp_path):
+    # a live watch runs for hours: each frame must cost the same, whatever came before
+    from mmp_repro.render import AnnotatedVideoWriter
+    frame = np.zeros((48, 64, 3), np.uint8)
+    empty = pd.DataFrame(columns=['x_min', 'y_min', 'x_max', 'y_max', 'score'])
+    with AnnotatedVideoWriter(tmp_path / 'a.mp4', 10, 1.0, strip_frames=5) as w:
+        for i in range(20): w.write(frame, empty, float(i))
+        assert w.history == [15.0, 16.0, 17.0, 18.0, 19.0]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, console_script
+from mmp_repro.detection import COCO_CLASSES
 
 FFMPEG = shutil.which('ffmpeg')
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason='ffmpeg is not on PATH: it serves and pipes the test streams')
@@ -146,7 +147,7 @@ def _check_events(path) -> list[dict]:
         assert set(e) == EVENT_FIELDS, e
         assert len(e['box']) == 4 and e['box'][0] <= e['box'][2] and e['box'][1] <= e['box'][3]
         assert e['aspect_key'] in e['z'] and e['z'][e['aspect_key']] == e['aspect_z'] and isinstance(e['aspect'], str)
-        assert e['class'] == 'person' or isinstance(e['class'], str)
+        assert e['class'] in COCO_CLASSES, e['class']  # the detector's class, named
     return events
 
 
@@ -207,7 +208,8 @@ def test_pipe_on_stdin_scores_every_frame_and_quiet_prints_only_alarms(tiny_run,
                              '-f', 'mpegts', '-'], stdout=subprocess.PIPE)
     try:
         r = subprocess.run(watch_cmd('-', '--run-dir', run, '--detector', 'yolov3-tiny', '--realtime', 'off', '--quiet',
-                                     '--events', ev), stdin=feed.stdout, capture_output=True, text=True, cwd=ROOT, timeout=120)
+                                     '--events', ev, '--output', tmp_path / 'a.mp4'),
+                           stdin=feed.stdout, capture_output=True, text=True, cwd=ROOT, timeout=120)
     finally:
         feed.stdout.close(); feed.wait(10)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -216,6 +218,7 @@ def test_pipe_on_stdin_scores_every_frame_and_quiet_prints_only_alarms(tiny_run,
     events = _check_events(ev)
     assert printed == events and len(events) > 0  # the alarms, the same lines as the events file
     assert {e['frame'] for e in events} <= set(range(39))
+    assert _frames_of(tmp_path / 'a.mp4')[0] == 39  # every frame that has a next one was scored (no drops without real time)
 
 
 @needs_ffmpeg
