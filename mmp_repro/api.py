@@ -219,7 +219,7 @@ class MMPAMSModel:
     def fit(cls, train_videos: str | Path | Sequence[str | Path | Video], scale: str = 'quick', run_dir: str | Path | None = None,
             *, cache_root: str | Path | None = None, device: str | None = None, progress: bool = True, fresh: bool = False,
             **config) -> MMPAMSModel:
-        "Train on the normal videos `train_videos` with the preset of `scale` and the config-file keys `config` (`run_dir` None: a temporary folder, removed with the model unless `save`d)."
+        "Train on the normal videos `train_videos` with the preset of `scale` and the config-file keys `config` (`run_dir` None: a temporary folder, removed with the model unless saved with `save`)."
         settings = check_settings({'scale': scale, **config}, 'MMPAMSModel.fit')
         videos = _training_videos(train_videos, settings)
         cfg = resolve_config(settings, 'MMPAMSModel.fit')
