@@ -43,7 +43,7 @@ class Stager:
 
     def __init__(self, out: Path, exps: list):
         self.out, self.exps, self.written = out, exps, set()
-        self.exp_nbs = {e.notebook for e in exps}
+        self.exp_nbs = {e.notebook for e in exps} | {e.kept_name for e in exps}
 
     def write(self, rel: str | Path, data: str | bytes) -> None:
         path = self.out / rel
@@ -158,16 +158,16 @@ def stage(out: Path) -> Stager:
     for name in lessons: st.notebook(Path('nbs') / name, Path('nbs') / name)
 
     exp_toc = []
-    for e in exps:
-        executed = FIGURES / 'notebooks' / e.notebook
-        dest = Path('figures/notebooks') / e.notebook
+    for e in exps:  # one page per experiment; a notebook run on two datasets has two executed copies
+        executed = FIGURES / 'notebooks' / e.kept_name
+        dest = Path('figures/notebooks') / e.kept_name
         if executed.is_file(): st.notebook(executed.relative_to(ROOT), dest, written_in=Path('nbs') / e.notebook)
         else:
             note = (':::{note}\nThis page shows the unexecuted source of this experiment, `nbs/' + e.notebook + '`: '
-                    'its executed version, `figures/notebooks/' + e.notebook + '`, is not in this checkout. '
+                    'its executed version, `figures/notebooks/' + e.kept_name + '`, is not in this checkout. '
                     '`make reproduce` writes it; `make docs` then shows it here with its outputs.\n:::')
             st.notebook(Path('nbs') / e.notebook, dest, note=note)
-        exp_toc.append(f'{e.title} <figures/notebooks/{Path(e.notebook).stem}>')
+        exp_toc.append(f'{e.title} <figures/notebooks/{Path(e.kept_name).stem}>')
 
     if (FIGURES / 'RESULTS.md').is_file(): st.markdown(Path('figures/RESULTS.md'), Path('figures/RESULTS.md'))
     else: st.write('figures/RESULTS.md', '# Results\n\n`figures/RESULTS.md` is not in this checkout: `make reproduce` writes it.\n')

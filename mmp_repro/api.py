@@ -25,7 +25,7 @@ import yaml
 from .core import cache_dir, get_device, to_jsonable
 from .detection import COCO_CLASSES, N_CLASSES
 from .objects import extract_objects
-from .pipeline import (DATASETS, PipelineConfig, check_config_and_code, claim_run, detector_for, extract_stage, load_alarm,
+from .pipeline import (DATASETS, GENERATED, PipelineConfig, check_config_and_code, claim_run, detector_for, extract_stage, load_alarm,
                                 load_config, load_trained, preflight, score_stage, score_video, train_stage)
 from .scoring import AspectStats
 from .video import ImageFrames, Video, VideoFileFrames, list_images, read_folder
@@ -135,7 +135,7 @@ def resolve_config(settings: Mapping, source: str | None = None) -> PipelineConf
             if net.setdefault('crop_size', crop) != crop:
                 raise ValueError(f'objects.crop_size {crop} and net.crop_size {net["crop_size"]} must be equal')
         if s.get('detections'): s.setdefault('detector', 'precomputed')
-        if s.get('dataset', 'street') != 'street': s.setdefault('detector', 'yolov3-tiny')  # the oracle is the street's alone
+        if s.get('dataset', 'street') not in GENERATED: s.setdefault('detector', 'yolov3-tiny')  # the oracle exists for generated benchmarks only
         return PipelineConfig.for_scale(scale, **s, **({'objects': objects} if objects else {}), **({'net': net} if net else {}))
     except ValueError as e:
         if source is None: raise

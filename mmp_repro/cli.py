@@ -196,13 +196,13 @@ def _add_run_flags(p: argparse.ArgumentParser, run_settings: bool) -> None:
                    help='start afresh: an existing RUN_DIR is moved aside to RUN_DIR.old-<time> (without it, a RUN_DIR '
                         'made with other settings, code or data is refused)')
     g = p.add_argument_group('what to run on (and the ablation hooks of Tables 4-6, 9 and Fig. 5)')
-    g.add_argument('--dataset', choices=['street', 'ped2', 'avenue', 'shanghaitech', 'folder'], default=None,
-                   help="default street; 'folder' = your videos: ROOT/train (normal) and ROOT/test")
-    g.add_argument('--root', default=None, help='dataset root (default: $MMP_DATA/<dataset>; street: generated)')
+    g.add_argument('--dataset', choices=['street', 'plaza', 'ped2', 'avenue', 'shanghaitech', 'folder'], default=None,
+                   help="default street; plaza = real pedestrians with labelled anomalies (07a_plaza); 'folder' = your videos: ROOT/train (normal) and ROOT/test")
+    g.add_argument('--root', default=None, help='dataset root (default: $MMP_DATA/<dataset>; street and plaza: generated)')
     g.add_argument('--scale', choices=[s.value for s in Scale], default=None, help='preset of every stage (default quick)')
     g.add_argument('--seed', type=int, default=None)
     g.add_argument('--detector', choices=['oracle', 'yolov3-tiny', 'bgsub', 'mmdet', 'precomputed'], default=None,
-                   help='oracle = the street\'s true boxes (street only; the default there); precomputed = --detections')
+                   help='oracle = the true boxes of street and plaza (only there; their default); precomputed = --detections')
     g.add_argument('--detections', default=None,
                    help='your detector\'s output: DIR/train/<video>.txt|.json and DIR/test/<video>.txt|.json (one file per video)')
     g.add_argument('--detector-weights', default=None, help='folder holding the YOLOv3-tiny cfg, weights and coco.names')

@@ -23,10 +23,10 @@ from .objects import ObjectConfig, ObjectSamples, extract_video
 from .video import ArrayFrames, Video
 
 # %% auto #0
-__all__ = ['REPORT_PRESETS', 'VTEST_HOW', 'PAPER_SPEED', 'ExtractionReportConfig', 'find_vtest', 'HeadFrames', 'head_video',
-           'resized_video', 'TimedDetector', 'TimedFlow', 'seconds_per_call', 'time_extraction', 'count_flops',
-           'matmul_gflops', 'box_iou_xyxy', 'oracle_recall', 'class_color', 'draw_boxes', 'pick_objects',
-           'plot_extraction', 'cpu_name', 'machine_summary']
+__all__ = ['REPORT_PRESETS', 'PAPER_SPEED', 'ExtractionReportConfig', 'HeadFrames', 'head_video', 'resized_video',
+           'TimedDetector', 'TimedFlow', 'seconds_per_call', 'time_extraction', 'count_flops', 'matmul_gflops',
+           'box_iou_xyxy', 'oracle_recall', 'class_color', 'draw_boxes', 'pick_objects', 'plot_extraction', 'cpu_name',
+           'machine_summary']
 
 # %% ../nbs/17b_extraction.ipynb #80027e3d
 REPORT_PRESETS: dict[str, dict] = {
@@ -77,17 +77,8 @@ class ExtractionReportConfig:
         return cls(scale=as_scale(scale).value, seed=seed, **{**REPORT_PRESETS[as_scale(scale).value], **overrides})
 
 # %% ../nbs/17b_extraction.ipynb #fa92acd9
-VTEST_HOW = ("vtest.avi is OpenCV's sample video: samples/data/vtest.avi in the OpenCV source "
-             "(github.com/opencv/opencv), also installed by Debian's opencv-doc package as "
-             '/usr/share/doc/opencv-doc/examples/data/vtest.avi. Copy it to $MMP_DATA/video/vtest.avi or to '
-             '<cache>/video/vtest.avi (cache: $MMP_CACHE or ~/.cache/mmp_repro), or pass its path.')
-
-def find_vtest(path: str | Path | None = None) -> Path:
-    "The path of `vtest.avi`: `path` (the file or a folder holding it) if given, else the first data candidate."
-    if path and Path(path).suffix.lower() in ('.avi', '.mp4'):
-        if Path(path).is_file(): return Path(path)
-        raise MissingInputError(f'{path} not found. {VTEST_HOW}')
-    return find_data_root('video', ['vtest.avi'], given=path or None, how_to_get=VTEST_HOW) / 'vtest.avi'
+# where vtest.avi is found lives with the readers (06_video_formats): the plaza benchmark is cut from it too
+from .video import VTEST_HOW, find_vtest
 
 # %% ../nbs/17b_extraction.ipynb #d3cc085d
 class HeadFrames:

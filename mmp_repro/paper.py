@@ -37,6 +37,10 @@ class Experiment:
     notebook: str  # file name in nbs/
     title: str     # what it reproduces, in the paper's terms
     params: dict = field(default_factory=dict)  # extra papermill parameters, by scale name
+    kept: str = ''  # file name of the executed copy in figures/notebooks/ ('' = `notebook`): one notebook can run on two datasets
+
+    @property
+    def kept_name(self) -> str: return self.kept or self.notebook
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment('roads', '03_roads.ipynb', 'Synthetic roads: Fig. 1 and Proposition 3'),
@@ -44,6 +48,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment('street', '07_street.ipynb', 'Synthetic street benchmark: sample frames and counts'),
     Experiment('street_mmp', '17a_street_mmp.ipynb', 'MMP-AMS on the synthetic street: Table 3 rows, anomaly types, Figs. 8-9 and score curves'),
     Experiment('ablations', '17c_street_ablations.ipynb', 'Ablations on the synthetic street: Tables 4, 5, 6, 9 and Fig. 5'),
+    Experiment('plaza_mmp', '17j_plaza_mmp.ipynb', 'MMP-AMS on the real-footage plaza: Table 3 rows, each aspect on its own anomaly type, the location models'),
+    Experiment('plaza_ablations', '17c_street_ablations.ipynb', 'Ablations on the real-footage plaza: Tables 4, 5, 6, 9 and Fig. 5',
+               params={s: {'dataset': 'plaza'} for s in ('smoke', 'quick', 'full')}, kept='17c_street_ablations-plaza.ipynb'),
     Experiment('vtest', '17d_vtest.ipynb', 'MMP-AMS on real footage without labels (vtest.avi): top objects and their aspect explanations'),
     Experiment('extraction', '17b_extraction.ipynb', 'Object extraction on the street and on real footage; extraction and network speed (Table 7 sizes)'),
     Experiment('perf', '17g_bench.ipynb', 'Speed: matmul rate, training step and pipeline loop per preset, image study step, online scoring (figures/perf.md)'),
@@ -104,7 +111,7 @@ def run_experiment(exp: Experiment, scale: str | Scale, out_root: str | Path, se
     backend = os.environ.get('MPLBACKEND')
     os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'  # the kept notebook shows its figures inline
     try:
-        pm.execute_notebook(str(src), str(out / exp.notebook), parameters=params, cwd=str(nbs),
+        pm.execute_notebook(str(src), str(out / exp.kept_name), parameters=params, cwd=str(nbs),
                             kernel_name='python3', progress_bar=progress_bar)
     finally:
         if backend is None: os.environ.pop('MPLBACKEND', None)
@@ -212,7 +219,7 @@ def _experiment_section(name: str, rec: dict, figures_dir: Path) -> str:
              f"Notebook `{rec.get('notebook', exp.notebook if exp else '?')}` · scale `{cfg.get('scale', '?')}` · "
              f"seed {cfg.get('seed', '?')} · wall time {rec.get('wall_time_s', '?')} s", '',
              f"Produced by {status}.", '']
-    kept = f"{NOTEBOOKS_DIR}/{rec.get('notebook', '')}"
+    kept = rec.get('executed_notebook') or f"{NOTEBOOKS_DIR}/{rec.get('notebook', '')}"
     if rec.get('notebook') and (figures_dir / kept).is_file():
         lines += [f"The notebook as it ran, with every intermediate output: [{kept}]({kept}).", '']
     for f in rec.get('files', []):
@@ -301,7 +308,7 @@ def reproduce(scale: str | Scale = 'quick', only: list[str] | None = None, seed:
         rec_path = out / 'results.json'
         rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
         rec.update(notebook=exp.notebook, files=[f.name for f in output_files(out)], runner_wall_time_s=round(sw.elapsed, 2),
-                   executed_notebook=f'{NOTEBOOKS_DIR}/{exp.notebook}',
+                   executed_notebook=f'{NOTEBOOKS_DIR}/{exp.kept_name}',
                    provenance={'version': code['version'], 'source_sha256': code['source_sha256'],
                                'git_commit': code['git_commit'], 'git_dirty': code['git_dirty'],
                                'notebook_sha256': notebook_hash(nbs / exp.notebook), 'fresh': not resume})
@@ -316,7 +323,7 @@ def reproduce(scale: str | Scale = 'quick', only: list[str] | None = None, seed:
     results = load_results(figures_dir)
     for name, (out, rec) in done.items():
         gather_outputs(out, figures_dir)
-        keep_executed(out / rec['notebook'], figures_dir, {'experiment': name, 'scale': scale.value, 'seed': seed,
+        keep_executed(out / Path(rec['executed_notebook']).name, figures_dir, {'experiment': name, 'scale': scale.value, 'seed': seed,
                                                            'provenance': rec['provenance']})
         results['experiments'][name] = rec
     results.update(scale=scale.value, seed=seed, git_commit=code['git_commit'], source_sha256=code['source_sha256'], skipped=skipped)

@@ -25,6 +25,7 @@ from .objects import ObjectConfig, ObjectDataset, ObjectSamples, extract_objects
 from .scoring import (SCORE_PRESETS, AspectStats, ScoreWeights, alarm_calibration, combine_scores, fit_aspect_stats,
                                frame_scores, location_losses, model_losses, score_objects, write_scored_regions, zscore_losses)
 from .street import ensure_street
+from .plaza import ensure_plaza
 from .tracks import attach_mask_tracks, load_videos
 from .video import read_folder
 from .training import TrainConfig, checkpoint_mismatch, fit, read_checkpoint, restore_checkpoint
@@ -32,10 +33,10 @@ from .runs import (RUN_FILE, RunMismatchError, atomic_savetxt, check_identity, c
                             identity_diff, load_verified, mismatch_message, open_run, read_identity, save_verified)
 
 # %% auto #0
-__all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'LOCATION_MODELS', 'DATASET_PRESETS', 'DatasetPreset',
-           'PipelineConfig', 'preset_summary', 'load_split', 'detector_for', 'extract_stage', 'samples_fingerprint',
-           'model_identity', 'run_identity', 'check_config_and_code', 'claim_run', 'require_run', 'mask_for',
-           'location_data', 'make_location', 'fit_location_for', 'train_stage', 'spread_over_window',
+__all__ = ['logger', 'DATASETS', 'GENERATED', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'LOCATION_MODELS', 'DATASET_PRESETS',
+           'DatasetPreset', 'PipelineConfig', 'preset_summary', 'load_split', 'detector_for', 'extract_stage',
+           'samples_fingerprint', 'model_identity', 'run_identity', 'check_config_and_code', 'claim_run', 'require_run',
+           'mask_for', 'location_data', 'make_location', 'fit_location_for', 'train_stage', 'spread_over_window',
            'training_centres', 'with_box_references', 'object_losses', 'score_video', 'score_stage', 'load_alarm',
            'evaluate_stage', 'track_types_for', 'aspect_stage', 'evaluate_regions', 'config_from_dict', 'load_config',
            'load_trained', 'evaluate_run', 'preflight', 'run_pipeline']
@@ -44,7 +45,8 @@ __all__ = ['logger', 'DATASETS', 'DETECTOR_NAMES', 'ASPECT_NAMES', 'LOCATION_MOD
 logger = logging.getLogger(__name__)
 
 # %% ../nbs/17_pipeline.ipynb #acd784ed
-DATASETS = ('street', 'ped2', 'avenue', 'shanghaitech', 'folder')
+DATASETS = ('street', 'plaza', 'ped2', 'avenue', 'shanghaitech', 'folder')
+GENERATED = {'street': ensure_street, 'plaza': ensure_plaza}  # benchmarks written on first use, with oracle boxes
 DETECTOR_NAMES = ('oracle', 'yolov3-tiny', 'bgsub', 'mmdet', 'precomputed')
 ASPECT_NAMES = 'FOC'
 LOCATION_MODELS = ('paper', 'mixture')
@@ -76,17 +78,18 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
     'shanghaitech': DatasetPreset('shanghaitech', 'shanghaitech', epochs=400, batch_size=640),
     # ours: no paper settings; Ped2's weights and training budget, the street's detector thresholds
     'street': DatasetPreset('street', 'ped2', epochs=150, batch_size=64, source='ours (synthetic street): Ped2\'s weights and budget'),
+    'plaza': DatasetPreset('vtest', 'ped2', epochs=150, batch_size=64, source='ours (real-footage plaza): Ped2\'s weights and budget'),
     'folder': DatasetPreset('street', 'ped2', epochs=150, batch_size=64, source='ours (your videos): Ped2\'s weights and budget'),
 }
 
 @dataclass
 class PipelineConfig:
     "Every setting of an MMP-AMS run, by stage; checked when built, before any work starts."
-    dataset: str = 'street'         # 'street' (synthetic, generated on demand) | 'ped2' | 'avenue' | 'shanghaitech' | 'folder'
-    root: str = ''                  # dataset root ('' for street: the cache; else $MMP_DATA/<dataset>)
+    dataset: str = 'street'         # 'street' (synthetic) | 'plaza' (real footage), both generated on demand | 'ped2' | 'avenue' | 'shanghaitech' | 'folder'
+    root: str = ''                  # dataset root ('' for street and plaza: the cache; else $MMP_DATA/<dataset>)
     scale: str = 'smoke'
     seed: int = 0
-    detector: str = 'oracle'        # 'oracle' (street only) | 'yolov3-tiny' | 'bgsub' | 'mmdet' | 'precomputed'
+    detector: str = 'oracle'        # 'oracle' (street and plaza only) | 'yolov3-tiny' | 'bgsub' | 'mmdet' | 'precomputed'
     detections: str = ''            # 'precomputed': a folder of train/<video>.txt|.json and test/<video>.txt|.json
     detector_weights: str = ''      # 'yolov3-tiny': the folder of its cfg/weights/names ('' -> looked up, fetched if absent)
     mmdet_config: str = ''          # detector 'mmdet': MMDetection config file (e.g. the paper's YOLOv3-d53)
@@ -120,7 +123,8 @@ class PipelineConfig:
         if self.detection_preset not in DETECTION_PRESETS:
             raise _bad('detection_preset', 'detection-preset', f'one of {list(DETECTION_PRESETS)}', self.detection_preset)
         if self.score_preset not in SCORE_PRESETS: raise _bad('score_preset', 'score-preset', f'one of {list(SCORE_PRESETS)}', self.score_preset)
-        if self.detector == 'oracle' and self.dataset != 'street': raise ValueError('the oracle detector exists only for the street dataset')
+        if self.detector == 'oracle' and self.dataset not in GENERATED:
+            raise ValueError(f'the oracle detector exists only for the generated benchmarks {list(GENERATED)}, not {self.dataset!r}')
         if (self.detector == 'precomputed') != bool(self.detections):
             raise ValueError("detector 'precomputed' and a detections folder go together (--detector precomputed --detections DIR)")
         if self.detector == 'mmdet' and not (self.mmdet_config and self.mmdet_checkpoint):
@@ -214,14 +218,14 @@ def load_split(cfg: PipelineConfig, split: str) -> list:
     if cfg.dataset == 'folder':
         if not cfg.root: raise ValueError("dataset 'folder' needs --root: a folder holding train/ (normal videos) and test/")
         return read_folder(Path(cfg.root) / split)
-    root = cfg.root or (str(ensure_street(cfg.scale, cfg.seed)) if cfg.dataset == 'street' else None)
+    root = cfg.root or (str(GENERATED[cfg.dataset](cfg.scale, cfg.seed)) if cfg.dataset in GENERATED else None)
     videos = load_videos(cfg.dataset, root, split, tracks_dir=cfg.tracks or None)
     if split == 'test' and not any(v.regions is not None for v in videos) and any(v.masks is not None for v in videos):
         videos = attach_mask_tracks(videos)  # it warns that such regions are not comparable with published numbers
     return videos
 
 def _dataset_root(cfg: PipelineConfig) -> Path:
-    return Path(cfg.root) if cfg.root else ensure_street(cfg.scale, cfg.seed)
+    return Path(cfg.root) if cfg.root else GENERATED[cfg.dataset](cfg.scale, cfg.seed)
 
 def detector_for(cfg: PipelineConfig, split: str):
     "A function video -> detector for `split` (frames are RGB)."
@@ -442,9 +446,9 @@ def evaluate_stage(scores: dict, test_videos: list) -> dict:
     return evaluate_regions(dets, scores['frames'], test_videos)
 
 def track_types_for(cfg: PipelineConfig) -> dict[tuple[str, int], str]:
-    "The anomaly type of each test track, from `objects.csv` in the dataset root (the street writes it); {} when there is none."
+    "The anomaly type of each test track, from `objects.csv` in the dataset root (the street and the plaza write it); {} when there is none."
     from mmp_repro.aspect_auc import read_track_types  # not at the top: see `training_centres`
-    if cfg.dataset == 'street' and not cfg.root: path = ensure_street(cfg.scale, cfg.seed) / 'objects.csv'
+    if cfg.dataset in GENERATED and not cfg.root: path = GENERATED[cfg.dataset](cfg.scale, cfg.seed) / 'objects.csv'
     elif cfg.root: path = Path(cfg.root) / 'objects.csv'
     else: return {}
     return read_track_types(path) if path.is_file() else {}

@@ -96,7 +96,7 @@ def load_videos(name: str, root: str | Path | None = None, split: str = 'test',
                 tracks_dir: str | Path | None = None, first_index: int = 1) -> list[Video]:
     "`read_dataset(name, root, split)` with regions from `tracks_dir` (or the layout's own tracks folder) attached."
     videos = read_dataset(name, root, split)
-    if tracks_dir is None and name in ('shanghaitech', 'street') and as_split(split) is Split.test:
+    if tracks_dir is None and name in ('shanghaitech', 'street', 'plaza') and as_split(split) is Split.test:
         default = dataset_root(name, ['testing/frames'], root) / 'testing' / 'test_tracks'
         tracks_dir = default if default.is_dir() else None
     return attach_tracks(videos, tracks_dir, first_index) if tracks_dir else videos

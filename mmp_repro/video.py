@@ -16,15 +16,15 @@ import cv2
 import numpy as np
 import scipy.io
 
-from .core import find_data_root
+from .core import MissingInputError, find_data_root
 
 # %% auto #0
 __all__ = ['logger', 'IMAGE_SUFFIXES', 'VIDEO_SUFFIXES', 'TRACK_COLUMNS', 'KNOWN_COUNTS', 'SOURCES', 'TREES', 'STREET_FPS',
-           'natural_key', 'list_images', 'ImageFrames', 'VideoFileFrames', 'ArrayFrames', 'ImageMasks',
-           'load_vol_label', 'MatMasks', 'NpyMasks', 'Video', 'Split', 'as_split', 'dataset_root', 'unknown_layout',
-           'read_ped2', 'read_avenue', 'read_shanghaitech', 'read_folder', 'read_dataset', 'write_frames',
-           'write_video', 'write_tracks', 'write_rj_tracks', 'toy_clip', 'write_ped2_fixture', 'write_avenue_fixture',
-           'write_shanghaitech_fixture', 'write_folder_fixture']
+           'PLAZA_FPS', 'VTEST_HOW', 'natural_key', 'list_images', 'ImageFrames', 'VideoFileFrames', 'ArrayFrames',
+           'ImageMasks', 'load_vol_label', 'MatMasks', 'NpyMasks', 'Video', 'Split', 'as_split', 'dataset_root',
+           'unknown_layout', 'read_ped2', 'read_avenue', 'read_shanghaitech', 'read_folder', 'read_dataset',
+           'find_vtest', 'write_frames', 'write_video', 'write_tracks', 'write_rj_tracks', 'toy_clip',
+           'write_ped2_fixture', 'write_avenue_fixture', 'write_shanghaitech_fixture', 'write_folder_fixture']
 
 # %% ../nbs/06_video_formats.ipynb #b436cb43
 logger = logging.getLogger(__name__)
@@ -193,6 +193,7 @@ SOURCES = {
     'avenue': 'CUHK Avenue, http://www.cse.cuhk.edu.hk/leojia/projects/detectabnormal/dataset.html',
     'shanghaitech': 'ShanghaiTech Campus, https://svip-lab.github.io/dataset/campus_dataset.html',
     'street': 'the synthetic street benchmark: run nbs/07_street.ipynb or mmp_repro.street.make_street',
+    'plaza': 'the real-footage plaza benchmark: run nbs/07a_plaza.ipynb or mmp_repro.plaza.make_plaza',
 }
 
 TREES = {
@@ -202,7 +203,7 @@ TREES = {
                      'testing/frames/01_0014/000.jpg ...\ntesting/test_frame_mask/01_0014.npy ...\n'
                      'testing/test_pixel_mask/01_0014.npy ...\n[testing/test_tracks/01_0014.txt ...]  (optional region tracks)'),
 }
-TREES['street'] = TREES['shanghaitech']
+TREES['street'] = TREES['plaza'] = TREES['shanghaitech']
 
 class Split(str, enum.Enum):
     "Which part of a dataset: `train` (normal only) or `test` (labelled)."
@@ -318,17 +319,32 @@ def read_folder(root: str | Path, fps: float = 25.0) -> list[Video]:
 
 # %% ../nbs/06_video_formats.ipynb #88ecf605
 STREET_FPS = 10.0  # frame rate of the synthetic street benchmark (07_street)
+PLAZA_FPS = 10.0   # frame rate of the real-footage plaza benchmark (07a_plaza), that of vtest.avi
 
 def read_dataset(name: str, root: str | Path | None = None, split: str = 'test') -> list[Video]:
-    "Videos of dataset `name` (`ped2`, `avenue`, `shanghaitech`, `street` or `folder`)."
+    "Videos of dataset `name` (`ped2`, `avenue`, `shanghaitech`, `street`, `plaza` or `folder`)."
     if name == 'ped2': return read_ped2(root, split)
     if name == 'avenue': return read_avenue(root, split)
     if name == 'shanghaitech': return read_shanghaitech(root, split)
     if name == 'street': return read_shanghaitech(root, split, name='street', fps=STREET_FPS)
+    if name == 'plaza': return read_shanghaitech(root, split, name='plaza', fps=PLAZA_FPS)
     if name == 'folder':
         if root is None: raise ValueError("dataset 'folder' needs a root: the folder holding your videos")
         return read_folder(root)
-    raise ValueError(f"unknown dataset {name!r}: expected one of ['ped2', 'avenue', 'shanghaitech', 'street', 'folder']")
+    raise ValueError(f"unknown dataset {name!r}: expected one of ['ped2', 'avenue', 'shanghaitech', 'street', 'plaza', 'folder']")
+
+# %% ../nbs/06_video_formats.ipynb #b7d1c0a4
+VTEST_HOW = ("vtest.avi is OpenCV's sample video: samples/data/vtest.avi in the OpenCV source "
+             "(github.com/opencv/opencv), also installed by Debian's opencv-doc package as "
+             '/usr/share/doc/opencv-doc/examples/data/vtest.avi. Copy it to $MMP_DATA/video/vtest.avi or to '
+             '<cache>/video/vtest.avi (cache: $MMP_CACHE or ~/.cache/mmp_repro), or pass its path.')
+
+def find_vtest(path: str | Path | None = None) -> Path:
+    "The path of `vtest.avi` (real pedestrians, the source of the plaza benchmark): `path` (the file or a folder holding it) if given, else the first data candidate."
+    if path and Path(path).suffix.lower() in ('.avi', '.mp4'):
+        if Path(path).is_file(): return Path(path)
+        raise MissingInputError(f'{path} not found. {VTEST_HOW}')
+    return find_data_root('video', ['vtest.avi'], given=path or None, how_to_get=VTEST_HOW) / 'vtest.avi'
 
 # %% ../nbs/06_video_formats.ipynb #620ce93a
 def write_frames(folder: str | Path, frames: Iterable[np.ndarray], pattern: str = '{:03d}.jpg', start: int = 0) -> list[Path]:
