@@ -38,7 +38,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.json: print(json.dumps({e.name: {'notebook': e.notebook, 'title': e.title} for e in EXPERIMENTS.values()}))
     else:
-        for e in EXPERIMENTS.values(): print(f'{e.name:<14} {e.notebook:<26} {e.title}')
+        w = max(map(len, EXPERIMENTS)) + 1
+        for e in EXPERIMENTS.values(): print(f'{e.name:<{w}} {e.notebook:<26} {e.title}')
     return 0
 
 def _progress(args: argparse.Namespace) -> bool:
