@@ -23,7 +23,8 @@ import torch
 from . import watch as online_scoring
 from .core import as_scale, get_device, markdown_table, save_figure, save_json, to_jsonable, write_table
 from .detection import find_yolov3_tiny
-from .extraction_report import count_flops, find_vtest, machine_summary, matmul_gflops, resized_video
+from .extraction_report import count_flops, machine_summary, matmul_gflops, resized_video
+from .video import find_vtest
 from .image_study import build_image_net
 from .image_tables import ImageStudyConfig
 from .losses import mmp_loss

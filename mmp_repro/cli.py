@@ -226,7 +226,7 @@ def _add_run_flags(p: argparse.ArgumentParser, run_settings: bool) -> None:
     g.add_argument('--location-components', type=int, default=None, help='components per class of --location-model mixture (default 10)')
     g.add_argument('--location-lam', type=float, default=None, help='weight of the mixture\'s non-participation term (default 0)')
     g.add_argument('--score-preset', choices=['ped2', 'shanghaitech', 'avenue'], default=None,
-                   help="aspect weights and γ (default: the dataset's; street and folder: ped2)")
+                   help="aspect weights and γ (default: the dataset's; street, plaza and folder: ped2)")
     g.add_argument('--gamma', type=float, default=None, help="weight of the location score S_Θ (default: the score preset's)")
     g.add_argument('--epochs', type=int, default=None, help="default: the scale's; at full the dataset's (150, ShanghaiTech 400)")
     g.add_argument('--batch-size', type=int, default=None, help="default 64; at full the dataset's (ShanghaiTech 640); "

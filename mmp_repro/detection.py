@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .core import cache_dir, get_device, project_root, shared_copies
+from .core import MissingInputError, cache_dir, get_device, project_root, shared_copies
 from .regions import as_regions
 
 logger = logging.getLogger(__name__)
@@ -225,15 +225,15 @@ def yolov3_tiny_candidates(weights_dir: str | Path | None = None) -> list[Path]:
     return cands + [cache_dir() / 'yolov3-tiny'] + [d / 'yolov3-tiny' for d in shared_copies('models')]
 
 def find_yolov3_tiny(weights_dir: str | Path | None = None) -> Path:
-    "The folder holding `yolov3-tiny.cfg` and `yolov3-tiny.weights`; a `FileNotFoundError` naming what is missing."
+    "The folder holding `yolov3-tiny.cfg` and `yolov3-tiny.weights`; a `MissingInputError` (a `FileNotFoundError`) naming what is missing, so `reproduce` skips what needs it."
     if weights_dir:
         missing = [f for f in YOLOV3_TINY_FILES if not (Path(weights_dir) / f).is_file()]
-        if missing: raise FileNotFoundError(f'{weights_dir} lacks {missing}. Expected to find: {list(YOLOV3_TINY_FILES)}. {YOLOV3_TINY_HOW}')
+        if missing: raise MissingInputError(f'{weights_dir} lacks {missing}. Expected to find: {list(YOLOV3_TINY_FILES)}. {YOLOV3_TINY_HOW}')
         return Path(weights_dir)
     cands = yolov3_tiny_candidates()
     for c in cands:
         if all((c / f).is_file() for f in YOLOV3_TINY_FILES): return c
-    raise FileNotFoundError(f'YOLOv3-tiny not found. Tried: {", ".join(map(str, cands))}. '
+    raise MissingInputError(f'YOLOv3-tiny not found. Tried: {", ".join(map(str, cands))}. '
                             f'Expected to find: {list(YOLOV3_TINY_FILES)}. {YOLOV3_TINY_HOW}')
 
 def sha256_of(path: str | Path) -> str:

@@ -25,10 +25,10 @@ from .video import PLAZA_FPS, find_vtest, read_shanghaitech, write_frames, write
 
 # %% auto #0
 __all__ = ['logger', 'ANOMALY_TYPES', 'SUBTYPES', 'WALKWAYS', 'OFF_PATH', 'PRESETS', 'ORACLE_NOTE', 'TYPE_COLORS', 'PlazaConfig',
-           'SpriteConfig', 'read_source', 'median_plate', 'detect_people', 'link_tracks', 'fill_gaps', 'cut_person',
-           'isolated', 'gait_loop', 'build_sprites', 'sprite_rgba', 'load_sprites', 'Walker', 'walker_frames',
-           'normal_walkers', 'anomaly_walker', 'simulate_video', 'paste_sprite', 'walker_sprite', 'render_frames',
-           'video_records', 'make_plaza', 'ensure_plaza', 'plot_samples']
+           'SpriteConfig', 'read_source', 'median_plate', 'sprite_detection', 'detect_people', 'link_tracks',
+           'fill_gaps', 'cut_person', 'isolated', 'gait_loop', 'build_sprites', 'sprite_rgba', 'load_sprites', 'Walker',
+           'walker_frames', 'normal_walkers', 'anomaly_walker', 'simulate_video', 'paste_sprite', 'walker_sprite',
+           'render_frames', 'video_records', 'make_plaza', 'ensure_plaza', 'plot_samples']
 
 # %% ../nbs/07a_plaza.ipynb #b04a19a2
 logger = logging.getLogger(__name__)
@@ -110,10 +110,15 @@ def median_plate(path: str | Path, stride: int = 4) -> np.ndarray:
     "The per-pixel temporal median of every `stride`-th frame of the whole video: the empty plaza `(H, W, 3)` uint8."
     return np.median(np.stack([f for t, f in enumerate(read_source(path)) if t % stride == 0]), axis=0).astype(np.uint8)
 
+def sprite_detection(score_thr: float):
+    "YOLOv3-tiny's settings for cutting people: the vtest preset at `score_thr`, with no area filter (`SpriteConfig.min_height` decides)."
+    from mmp_repro.detection import detection_config  # 08_detection: YOLOv3-tiny lives there
+    return detection_config('vtest', score_thr=score_thr, min_area=0.0)
+
 def detect_people(path: str | Path, n_frames: int, score_thr: float, weights_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     "YOLOv3-tiny person boxes of the first `n_frames` frames: `frame_idx (N,)`, `boxes (N, 4)` in source pixels."
-    from mmp_repro.detection import PERSON, detection_config, make_detector  # 08_detection: YOLOv3-tiny lives there
-    det = make_detector('yolov3-tiny', rgb=True, weights_dir=weights_dir, cfg=detection_config('vtest', score_thr=score_thr))
+    from mmp_repro.detection import PERSON, make_detector  # 08_detection: YOLOv3-tiny lives there
+    det = make_detector('yolov3-tiny', rgb=True, weights_dir=weights_dir, cfg=sprite_detection(score_thr))
     idx, boxes = [], []
     for t, f in enumerate(read_source(path, n_frames)):
         # YOLO resizes to 416x416 anyway: a half-size frame finds the same people and decodes faster
@@ -235,7 +240,9 @@ def load_sprites(video: str | Path | None = None, source_frames: int = 0, cfg: S
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     code = ''.join(inspect.getsource(f) for f in (read_source, median_plate, detect_people, link_tracks, fill_gaps,
                                                     cut_person, isolated, gait_loop, build_sprites))
-    key = hashlib.sha256(json.dumps([asdict(cfg), source_frames, code]).encode()).hexdigest()[:12]
+    # everything the cut depends on: its settings, the detector's, and the code of the cutting, the detector and the IoU
+    key = hashlib.sha256(json.dumps([asdict(cfg), asdict(sprite_detection(cfg.score_thr)), source_frames, code,
+                                     source_hash(('detection', 'tracks')), [_OPEN.tolist(), _CLOSE.tolist()]]).encode()).hexdigest()[:12]
     file = cache_dir() / 'plaza' / 'sprites' / f'{sha[:16]}-{source_frames or "all"}-{key}.npz'
     with _locked(file.with_suffix('.lock')):
         if not file.exists():
@@ -244,7 +251,7 @@ def load_sprites(video: str | Path | None = None, source_frames: int = 0, cfg: S
             np.savez_compressed(tmp, **bank); tmp.rename(file)
             logger.info('sprite bank of %s written to %s', path, file)
         with np.load(file) as z: bank = dict(z)
-    return {**bank, 'video_sha256': sha, 'video': str(path)}
+    return {**bank, 'video_sha256': sha, 'video': str(path), 'bank_file': file.name}
 
 # %% ../nbs/07a_plaza.ipynb #d5261e11
 @dataclass
@@ -353,6 +360,7 @@ def simulate_video(cfg: PlazaConfig, bank: dict, rng: np.random.Generator, n_fra
         for _ in range(50):  # in view long enough, and apart from the other anomalies
             w = anomaly_walker(rng, bank, cfg, subtype, n_frames); g = walker_frames(w, bank, cfg, n_frames)
             if g['visible'].sum() >= 3 and all((_covers(g['box'], h['box'])[g['drawn'] & h['drawn']] < 0.1).all() for h in geo): break
+        else: logger.warning('plaza: a %s anomaly found no place in view and apart from the others in 50 draws; kept as drawn', subtype)
         anomalies.append(w); geo.append(g)
     walkers, geoms = [], []
     for w in normal_walkers(rng, bank, cfg, n_frames):
@@ -407,9 +415,8 @@ def render_frames(cfg: PlazaConfig, plate: np.ndarray, bank: dict, walkers: list
         yield (img * gain + noise).clip(0, 255).astype(np.uint8), mask
 
 # %% ../nbs/07a_plaza.ipynb #2e24bd53
-def video_records(name: str, split: str, walkers: list[Walker], geoms: list[dict]):
+def video_records(name: str, split: str, walkers: list[Walker], geoms: list[dict], T: int):
     "Frame labels `(T,)`, anomaly regions `(N, 6)`, oracle detections `(M, 7)` and per-object rows of one video."
-    T = len(geoms[0]['visible']) if geoms else 0
     labels, regions, oracle, objects = np.zeros(T, np.int64), [], [], []
     for w, g in zip(walkers, geoms):
         ts = np.flatnonzero(g['visible'])
@@ -449,11 +456,12 @@ def _write_plaza(cfg: PlazaConfig, root: Path, force: bool, video: str | Path | 
     if root.exists() and any(root.iterdir()) and not meta.exists():
         raise FileExistsError(f'{root}: exists and is not a plaza dataset (no plaza.json); give a new or empty folder')
     code = source_hash(('plaza',))  # a changed generator regenerates the benchmark instead of serving the old one
-    bank = load_sprites(video, cfg.source_frames)
-    if meta.exists() and not force:
+    sha = hashlib.sha256(find_vtest(video).read_bytes()).hexdigest()
+    if meta.exists() and not force:  # checked before the sprite bank is read: a current dataset costs one hash
         made = json.loads(meta.read_text())
         if (made.get('config') == json.loads(json.dumps(asdict(cfg))) and made.get('code') == code
-                and made.get('source', {}).get('sha256') == bank['video_sha256']): return root
+                and made.get('source', {}).get('sha256') == sha): return root
+    bank = load_sprites(video, cfg.source_frames)
     if not len(bank['seg_first']): raise ValueError(f'{bank["video"]}: no clean walking person found to cut out')
     tmp = root.with_name(root.name + '.partial'); shutil.rmtree(tmp, ignore_errors=True)
     plate = cv2.resize(bank['plate'], (W, H), interpolation=cv2.INTER_AREA)
@@ -464,7 +472,7 @@ def _write_plaza(cfg: PlazaConfig, root: Path, force: bool, video: str | Path | 
             n_anom = cfg.anomalies_per_video if split == 'test' else 0
             walkers, geoms = simulate_video(cfg, bank, rng, T, n_anom, first_subtype=i * n_anom)
             name = f'01_{i + 1:03d}' if split == 'train' else f'01_{i + 1:04d}'
-            labels, regions, oracle, objs = video_records(name, split, walkers, geoms)
+            labels, regions, oracle, objs = video_records(name, split, walkers, geoms, T)
             objects += objs
             want = split == 'test' and cfg.pixel_masks
             frames = render_frames(cfg, plate, bank, walkers, geoms, T, rng, want_masks=want)
@@ -494,7 +502,7 @@ def _write_plaza(cfg: PlazaConfig, root: Path, force: bool, video: str | Path | 
     sprites = {'segments': len(bank['seg_first']), 'crops': len(bank['sizes']), 'people': len(np.unique(bank['seg_track'])),
                'frames_cut': cfg.source_frames or 'all'}
     (tmp / 'README.md').write_text(_readme(cfg, bank['video_sha256']))
-    save_json({'config': cfg, 'code': code, 'counts': counts, 'source': {'video': Path(bank['video']).name, 'sha256': bank['video_sha256']},
+    save_json({'config': cfg, 'code': code, 'counts': counts, 'source': {'video': Path(bank['video']).name, 'sha256': bank['video_sha256'], 'sprite_bank': str(bank['bank_file'])},
                'sprites': sprites, 'oracle_detections': ORACLE_NOTE}, tmp / 'plaza.json')
     if root.exists(): shutil.rmtree(root)
     tmp.rename(root)

@@ -83,8 +83,17 @@ def test_run_prints_the_resolved_preset(tmp_path, capsys):
     assert 'differs from' not in err
 
 
-@pytest.mark.parametrize('dataset', ['ped2', 'shanghaitech', 'avenue', 'street', 'folder'])
+@pytest.mark.parametrize('dataset', ['ped2', 'shanghaitech', 'avenue', 'street', 'plaza', 'folder'])
 def test_the_location_mixture_weighs_like_the_location_module(dataset):
     # one z-score for the whole box, weighted 1 like each of the paper's four box dimensions; it acts only through γ
     w = cli_config('--dataset', dataset, *(['--root', 'x'] if dataset == 'folder' else [])).weights
     assert w.w['B'] == 1.0 and set(w.w) == set(ONES) | {'B'}
+
+
+def test_the_plaza_runs_on_its_true_boxes_with_the_vtest_thresholds():
+    # the plaza is generated like the street: its default detector is the oracle (its true boxes), and a real
+    # detector run on it takes the thresholds of vtest.avi, the footage its people are cut from
+    cfg = cli_config('--dataset', 'plaza')
+    assert (cfg.dataset, cfg.detector, cfg.detection_preset) == ('plaza', 'oracle', 'vtest')
+    with pytest.raises(ValueError, match='oracle detector exists only'):
+        PipelineConfig.for_scale('smoke', dataset='ped2', detector='oracle')

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from mmp_repro.detection import PrecomputedDetector, find_yolov3_tiny, make_detector
-from mmp_repro.extraction_report import find_vtest, head_video, oracle_recall
+from mmp_repro.extraction_report import head_video, oracle_recall
+from mmp_repro.video import find_vtest
 from mmp_repro.objects import ObjectConfig, extract_objects
 from mmp_repro.street import ensure_street
 from mmp_repro.video import Video, VideoFileFrames, read_dataset

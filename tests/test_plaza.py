@@ -20,7 +20,7 @@ def inputs():
     "vtest.avi and YOLOv3-tiny from the offline copies beside the checkout; skipped when either is absent."
     from mmp_repro.core import shared_copies
     from mmp_repro.detection import find_yolov3_tiny
-    from mmp_repro.extraction_report import find_vtest
+    from mmp_repro.video import find_vtest
     try: return find_vtest(next((d / 'video' for d in shared_copies('data') if (d / 'video' / 'vtest.avi').is_file()), None)), find_yolov3_tiny()
     except FileNotFoundError as e: pytest.skip(f'plaza needs vtest.avi and YOLOv3-tiny: {e}')
 

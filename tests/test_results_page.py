@@ -5,7 +5,7 @@ import pytest
 
 from conftest import ROOT
 from mmp_repro import paper
-from mmp_repro.paper import load_results, render_results_page
+from mmp_repro.paper import EXPERIMENTS, load_results, render_results_page
 
 FIGURES = ROOT / 'figures'
 
@@ -49,7 +49,9 @@ def test_each_section_keeps_the_notebook_that_produced_it():
     results = load_results(FIGURES)
     page = (FIGURES / 'RESULTS.md').read_text()
     for name, rec in results['experiments'].items():
-        assert rec.get('executed_notebook') == f'notebooks/{rec["notebook"]}', name
+        # one notebook may run on two datasets (17c: street and plaza): each run keeps its own copy
+        assert rec.get('executed_notebook') == f'notebooks/{EXPERIMENTS[name].kept_name}', name
+        assert EXPERIMENTS[name].notebook == rec['notebook'], name
         path = FIGURES / rec['executed_notebook']
         assert path.is_file(), f'{path} missing: regenerate with `mmp_repro reproduce --only {name}`'
         nb = json.loads(path.read_text())
@@ -76,14 +78,16 @@ def test_a_successful_reproduce_keeps_each_executed_notebook(tmp_path, monkeypat
         cell = {'cell_type': 'code', 'execution_count': 7, 'metadata': {'tags': ['injected-parameters'], 'papermill': {}},
                 'source': f'scale = "{scale}"', 'outputs': [{'output_type': 'stream', 'name': 'stderr', 'text': '\r 50%'},
                                                            {'output_type': 'stream', 'name': 'stderr', 'text': '\r100%\n'}]}
-        (d / exp.notebook).write_text(json.dumps({'cells': [cell], 'metadata': {'papermill': {'duration': 1}}, 'nbformat': 4,
-                                                  'nbformat_minor': 5}))
+        (d / exp.kept_name).write_text(json.dumps({'cells': [cell], 'metadata': {'papermill': {'duration': 1}}, 'nbformat': 4,
+                                                    'nbformat_minor': 5}))
         return d
 
     monkeypatch.setattr(paper, 'run_experiment', fake)
-    paper.reproduce('smoke', only=['roads', 'street'], out_root=out, figures_dir=figs, allow_dirty=True)
+    paper.reproduce('smoke', only=['roads', 'street', 'ablations', 'plaza_ablations'], out_root=out, figures_dir=figs, allow_dirty=True)
     page = (figs / 'RESULTS.md').read_text()
-    for name, nb_name in (('roads', '03_roads.ipynb'), ('street', '07_street.ipynb')):
+    # the ablations notebook runs on the street and on the plaza: two kept copies, each linked from its own section
+    for name, nb_name in (('roads', '03_roads.ipynb'), ('street', '07_street.ipynb'), ('ablations', '17c_street_ablations.ipynb'),
+                          ('plaza_ablations', '17c_street_ablations-plaza.ipynb')):
         kept = json.loads((figs / 'notebooks' / nb_name).read_text())
         rec = load_results(figs)['experiments'][name]
         assert rec['executed_notebook'] == f'notebooks/{nb_name}'

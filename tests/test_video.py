@@ -70,12 +70,12 @@ def test_roots_come_from_mmp_data(no_data_env, monkeypatch):
     assert len(read_dataset('ped2', no_data_env / 'data' / 'ped2' / 'UCSDped2', 'train')) == 2
 
 
-@pytest.mark.parametrize('name', ['ped2', 'avenue', 'shanghaitech', 'street'])
+@pytest.mark.parametrize('name', ['ped2', 'avenue', 'shanghaitech', 'street', 'plaza'])
 def test_missing_dataset_names_the_tree_and_the_source(name, no_data_env):
     with pytest.raises(FileNotFoundError) as e:
         read_dataset(name, split='test')
     msg = str(e.value)
-    assert 'Expected tree' in msg and str(no_data_env / 'data' / name) in msg and ('http' in msg or 'make_street' in msg)
+    assert 'Expected tree' in msg and str(no_data_env / 'data' / name) in msg and ('http' in msg or 'make_street' in msg or 'make_plaza' in msg)
 
 
 def test_bad_inputs_name_the_file(tmp_path):

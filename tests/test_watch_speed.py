@@ -31,7 +31,7 @@ def tiny_run(tmp_path_factory):
 def vtest_clip(tmp_path_factory):
     "The first 60 frames of vtest.avi at 360x240 (Motion-JPEG), when the video and YOLOv3-tiny are at hand."
     from mmp_repro.detection import find_yolov3_tiny
-    from mmp_repro.extraction_report import find_vtest
+    from mmp_repro.video import find_vtest
     from mmp_repro.video import VideoFileFrames, write_video
     try: src, _ = VideoFileFrames(find_vtest()), find_yolov3_tiny()
     except FileNotFoundError as e: pytest.skip(f'vtest.avi or YOLOv3-tiny missing: {str(e).splitlines()[0]}')
