@@ -105,8 +105,13 @@ def test_watch_scores_equal_the_offline_scores(folder_run):
     # float tolerance: a batch of 1 and a batch of 9 take different matmul kernels (about 1e-7 in a loss), which the
     # smoke run's tiny sigma of the class loss magnifies to a few 1e-3 in z_C; a different mask or crop moves z by O(1)
     np.testing.assert_allclose(b.score.to_numpy(), a.score.to_numpy(), atol=1e-2)
-    for z in [c for c in a.columns if c.startswith('z_')]:
+    # an aspect whose training loss is constant (every training box at the same y) has σ at its 1e-8 floor: its z is
+    # float noise times 1e8, which differs between a batch of 1 and of 9 on some CPUs; it is not compared
+    stats = json.loads((run_dir / 'aspect_stats.json').read_text())
+    degenerate = {f'z_{a}' for a, st in stats.items() if st['sigma'] <= 1e-8}
+    for z in [c for c in a.columns if c.startswith('z_') and c not in degenerate]:
         np.testing.assert_allclose(b[z].to_numpy(), a[z].to_numpy(), atol=1e-2)
+    assert len([c for c in a.columns if c.startswith('z_')]) - len(degenerate) >= 4, 'F, O, C and some box z are compared'
 
 
 def test_rerun_with_another_objective_never_reuses_the_model(folder_run, tmp_path):
