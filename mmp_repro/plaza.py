@@ -26,9 +26,10 @@ from .video import PLAZA_FPS, find_vtest, read_shanghaitech, write_frames, write
 # %% auto #0
 __all__ = ['logger', 'ANOMALY_TYPES', 'SUBTYPES', 'WALKWAYS', 'OFF_PATH', 'PRESETS', 'ORACLE_NOTE', 'TYPE_COLORS', 'PlazaConfig',
            'SpriteConfig', 'read_source', 'median_plate', 'sprite_detection', 'detect_people', 'link_tracks',
-           'fill_gaps', 'cut_person', 'isolated', 'gait_loop', 'build_sprites', 'sprite_rgba', 'load_sprites', 'Walker',
-           'walker_frames', 'normal_walkers', 'anomaly_walker', 'simulate_video', 'paste_sprite', 'walker_sprite',
-           'render_frames', 'video_records', 'make_plaza', 'ensure_plaza', 'plot_samples']
+           'fill_gaps', 'cut_person', 'isolated', 'gait_loop', 'build_sprites', 'sprite_rgba', 'sprite_bank_file',
+           'load_sprites', 'Walker', 'walker_frames', 'normal_walkers', 'anomaly_walker', 'simulate_video',
+           'paste_sprite', 'walker_sprite', 'render_frames', 'video_records', 'make_plaza', 'ensure_plaza',
+           'plot_samples']
 
 # %% ../nbs/07a_plaza.ipynb #b04a19a2
 logger = logging.getLogger(__name__)
@@ -233,17 +234,21 @@ def sprite_rgba(bank: dict, k: int) -> np.ndarray:
     h, w = bank['sizes'][k]; o = bank['offsets'][k]
     return bank['pixels'][o:o + h * w].reshape(h, w, 4)
 
-def load_sprites(video: str | Path | None = None, source_frames: int = 0, cfg: SpriteConfig = SpriteConfig(),
-                 weights_dir: str | Path | None = None) -> dict:
-    "The sprite bank of vtest.avi (or `video`), built once and cached by the video's SHA-256, the settings and the cutting code."
-    path = find_vtest(video)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+def sprite_bank_file(path: Path, sha: str, source_frames: int = 0, cfg: SpriteConfig = SpriteConfig()) -> Path:
+    "Where the sprite bank of the video at `path` (SHA-256 `sha`) is cached: its name is a key of all the bank depends on."
     code = ''.join(inspect.getsource(f) for f in (read_source, median_plate, detect_people, link_tracks, fill_gaps,
                                                     cut_person, isolated, gait_loop, build_sprites))
     # everything the cut depends on: its settings, the detector's, and the code of the cutting, the detector and the IoU
     key = hashlib.sha256(json.dumps([asdict(cfg), asdict(sprite_detection(cfg.score_thr)), source_frames, code,
                                      source_hash(('detection', 'tracks')), [_OPEN.tolist(), _CLOSE.tolist()]]).encode()).hexdigest()[:12]
-    file = cache_dir() / 'plaza' / 'sprites' / f'{sha[:16]}-{source_frames or "all"}-{key}.npz'
+    return cache_dir() / 'plaza' / 'sprites' / f'{sha[:16]}-{source_frames or "all"}-{key}.npz'
+
+def load_sprites(video: str | Path | None = None, source_frames: int = 0, cfg: SpriteConfig = SpriteConfig(),
+                 weights_dir: str | Path | None = None) -> dict:
+    "The sprite bank of vtest.avi (or `video`), built once and cached by the video's SHA-256, the settings and the cutting code."
+    path = find_vtest(video)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    file = sprite_bank_file(path, sha, source_frames, cfg)
     with _locked(file.with_suffix('.lock')):
         if not file.exists():
             bank = build_sprites(path, source_frames, cfg, weights_dir)
@@ -456,11 +461,13 @@ def _write_plaza(cfg: PlazaConfig, root: Path, force: bool, video: str | Path | 
     if root.exists() and any(root.iterdir()) and not meta.exists():
         raise FileExistsError(f'{root}: exists and is not a plaza dataset (no plaza.json); give a new or empty folder')
     code = source_hash(('plaza',))  # a changed generator regenerates the benchmark instead of serving the old one
-    sha = hashlib.sha256(find_vtest(video).read_bytes()).hexdigest()
+    path = find_vtest(video)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if meta.exists() and not force:  # checked before the sprite bank is read: a current dataset costs one hash
-        made = json.loads(meta.read_text())
+        made, bank_name = json.loads(meta.read_text()), sprite_bank_file(path, sha, cfg.source_frames).name
         if (made.get('config') == json.loads(json.dumps(asdict(cfg))) and made.get('code') == code
-                and made.get('source', {}).get('sha256') == sha): return root
+                and made.get('source', {}).get('sha256') == sha  # a bank cut by another detector makes another dataset
+                and made.get('source', {}).get('sprite_bank') == bank_name): return root
     bank = load_sprites(video, cfg.source_frames)
     if not len(bank['seg_first']): raise ValueError(f'{bank["video"]}: no clean walking person found to cut out')
     tmp = root.with_name(root.name + '.partial'); shutil.rmtree(tmp, ignore_errors=True)

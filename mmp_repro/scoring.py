@@ -34,14 +34,17 @@ class AspectStats:
     mu: float
     sigma: float
 
-def fit_aspect_stats(train_losses: dict[str, np.ndarray], min_sigma: float = 1e-8) -> dict[str, AspectStats]:
-    "μ_A and σ_A of each aspect's training losses (σ floored at `min_sigma` so a constant loss cannot divide by 0)."
+def fit_aspect_stats(train_losses: dict[str, np.ndarray], min_sigma: float = 1e-8,
+                     rel_sigma: float = 1e-4) -> dict[str, AspectStats]:
+    """μ_A and σ_A of each aspect's training losses. σ is floored at `min_sigma` and at `rel_sigma * |μ_A|`: a loss that
+    is constant in training (every training box at the same height, say) then gives z-scores of its real changes, not
+    of float rounding blown up by 1e8, which would differ between two runs of the same scoring."""
     stats = {}
     for a, v in train_losses.items():
         v = np.asarray(v, dtype=np.float64)
         if v.ndim != 1 or len(v) < 2 or not np.isfinite(v).all():
             raise ValueError(f'aspect {a!r}: need a 1-D array of at least 2 finite training losses, got shape {v.shape}')
-        stats[a] = AspectStats(float(v.mean()), max(float(v.std()), min_sigma))
+        stats[a] = AspectStats(float(v.mean()), max(float(v.std()), min_sigma, rel_sigma * abs(float(v.mean()))))
     return stats
 
 def zscore_losses(losses: dict[str, np.ndarray], stats: dict[str, AspectStats]) -> dict[str, np.ndarray]:

@@ -75,6 +75,11 @@ def test_same_seed_same_files_and_reuse(inputs, smoke, tmp_path):
     assert make_plaza(PlazaConfig.for_scale('smoke'), again, video=inputs[0]) == again
     assert (again / 'plaza.json').stat().st_mtime_ns == stamp  # same config, code and video: not written again
     assert not (tmp_path / 'again.partial').exists()
+    # a bank cut by other detector settings or code has another name: the dataset made from the old one is remade
+    meta = json.loads((again / 'plaza.json').read_text()); bank = meta['source']['sprite_bank']
+    (again / 'plaza.json').write_text(json.dumps({**meta, 'source': {**meta['source'], 'sprite_bank': 'older-bank.npz'}}))
+    make_plaza(PlazaConfig.for_scale('smoke'), again, video=inputs[0])
+    assert json.loads((again / 'plaza.json').read_text())['source']['sprite_bank'] == bank
 
 
 def test_refuses_a_foreign_folder(inputs, tmp_path):
