@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from sklearn.metrics import roc_auc_score
 
 from .tracks import box_iou
 
 # %% auto #0
-__all__ = ['LOCATION_PAPER_COLUMNS', 'ASPECT_COLUMNS', 'ASPECT_ORDER', 'read_track_types', 'label_objects', 'box_speed',
-           'box_centres', 'box_nearest', 'aspect_scores', 'aspect_auc', 'object_aspect_table']
+__all__ = ['NEAR_ANOMALY', 'LOCATION_PAPER_COLUMNS', 'ASPECT_COLUMNS', 'ASPECT_ORDER', 'read_track_types', 'label_objects',
+           'box_speed', 'box_centres', 'box_nearest', 'aspect_scores', 'aspect_auc', 'object_aspect_table']
 
 # %% ../nbs/15a_aspect_auc.ipynb #d5abc10e
 def read_track_types(path: str | Path, split: str = 'test') -> dict[tuple[str, int], str]:
@@ -28,9 +29,12 @@ def read_track_types(path: str | Path, split: str = 'test') -> dict[tuple[str, i
     if 'split' in t.columns: t = t[t.split == split]
     return {(v, int(k)): str(a) for v, k, a in zip(t.video, t.track_id, t.anomaly)}
 
+NEAR_ANOMALY = 'near_anomaly'  # overlaps an anomaly region that another object matches better: left out of the AUCs
+
 def label_objects(objects: pd.DataFrame, regions: np.ndarray | None, track_types: Mapping[int, str],
-                  min_iou: float = 0.1) -> np.ndarray:
-    "The anomaly type of each object of one video (`'normal'` when it overlaps no region); `regions: (M, 6)` track_id, frame_idx, box."
+                  min_iou: float = 0.1, match: str = 'one') -> np.ndarray:
+    "The anomaly type of each object of one video, `'normal'` or `NEAR_ANOMALY`; `regions: (M, 6)` track_id, frame_idx, box."
+    if match not in ('one', 'any'): raise ValueError(f"match must be 'one' or 'any', got {match!r}")
     labels = np.full(len(objects), 'normal', dtype=object)
     if regions is None or not len(regions) or not len(objects): return labels
     best = np.zeros(len(objects))
@@ -40,6 +44,15 @@ def label_objects(objects: pd.DataFrame, regions: np.ndarray | None, track_types
         here, reg = np.flatnonzero(frames == t), regions[regions[:, 1] == t]
         if not len(here): continue
         iou = box_iou(boxes[here], reg[:, 2:6])            # (objects of frame t, regions of frame t)
+        if match == 'one':
+            # each region labels the one object that is it (the assignment of largest total IoU), as detection
+            # benchmarks match: a walker passing a dog overlaps the dog's region but is not the anomaly
+            near = here[(iou >= min_iou).any(1)]
+            labels[near[labels[near] == 'normal']] = NEAR_ANOMALY
+            rows, cols = linear_sum_assignment(iou, maximize=True)
+            ok = iou[rows, cols] >= min_iou
+            labels[here[rows[ok]]] = [track_types.get(int(k), 'untyped') for k in reg[cols[ok], 0]]
+            continue
         j = iou.argmax(1)
         top = iou[np.arange(len(here)), j]
         take = (top >= min_iou) & (top > best[here])
@@ -101,7 +114,7 @@ def aspect_auc(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> pd.DataF
     "ROC AUC of each score for each anomaly type's objects against the normal ones: columns aspect, anomaly_type, n, auc."
     labels = np.asarray(labels, dtype=object)
     normal = labels == 'normal'
-    types = sorted(set(labels[~normal]))
+    types = sorted(set(labels[~normal]) - {NEAR_ANOMALY})
     rows = []
     for name, s in scores.items():
         s = np.asarray(s, np.float64)
@@ -115,12 +128,13 @@ def aspect_auc(labels: np.ndarray, scores: Mapping[str, np.ndarray]) -> pd.DataF
 
 # %% ../nbs/15a_aspect_auc.ipynb #7d9bcc4b
 def object_aspect_table(scored: Mapping[str, pd.DataFrame], regions: Mapping[str, np.ndarray | None],
-                        track_types: Mapping[tuple[str, int], str], min_iou: float = 0.1) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                        track_types: Mapping[tuple[str, int], str], min_iou: float = 0.1,
+                        match: str = 'one') -> tuple[np.ndarray, dict[str, np.ndarray]]:
     "The labels and the `aspect_scores` of every object of the videos of `scored` (in its order), for `aspect_auc`."
     labels, parts = [], []
     for name, table in scored.items():
         own = {k: t for (v, k), t in track_types.items() if v == name}
-        labels.append(label_objects(table, regions.get(name), own, min_iou))
+        labels.append(label_objects(table, regions.get(name), own, min_iou, match))
         parts.append(aspect_scores(table))
     keys = [k for k in ASPECT_ORDER if parts and all(k in p for p in parts)]
     return (np.concatenate(labels) if labels else np.zeros(0, object),
