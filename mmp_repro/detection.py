@@ -119,7 +119,7 @@ class Detections:
 # %% ../nbs/08_detection.ipynb #4decae22
 @dataclass(frozen=True)
 class DetectionConfig:
-    "Post-processing shared by all backends, and the YOLO input size."
+    "Post-processing shared by all backends, and the input size of YOLOv3-tiny (`YoloV3Tiny`; MMDetection models keep their own pipeline)."
     score_thr: float = 0.5   # paper: 0.5 for UCSD Ped2, 0.7 for Avenue and ShanghaiTech
     min_area: float = 350.0  # px; the paper drops smaller boxes
     nms_iou: float = 0.45    # IoU above which the lower-scored box of the same class and frame goes; 1 = off
@@ -275,7 +275,14 @@ class YoloV3Tiny(Detector):
         self.out_names = self.net.getUnconnectedOutLayersNames()
 
     def _raw(self, frames: list[np.ndarray], frame_idx: list[int]) -> list[Raw]:
-        size = yolo_input_size(frames[0].shape, self.cfg)  # a batch holds frames of one video, so of one shape
+        shapes = sorted({f.shape[:2] for f in frames})
+        if len(shapes) > 1:  # one forward pass per frame size, so that each keeps its own proportions
+            out: list = [None] * len(frames)
+            for s in shapes:
+                idx = [i for i, f in enumerate(frames) if f.shape[:2] == s]
+                for i, r in zip(idx, self._raw([frames[i] for i in idx], [frame_idx[i] for i in idx])): out[i] = r
+            return out
+        size = yolo_input_size(frames[0].shape, self.cfg)
         self.net.setInput(cv2.dnn.blobFromImages(frames, 1 / 255.0, size, swapRB=not self.rgb, crop=False))
         outs = [o if o.ndim == 3 else o[None] for o in self.net.forward(self.out_names)]
         rows = np.concatenate(outs, axis=1)  # (B, R, 5 + 80): cx, cy, w, h (relative), objectness, obj x p(class)

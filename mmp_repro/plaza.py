@@ -234,8 +234,8 @@ def sprite_rgba(bank: dict, k: int) -> np.ndarray:
     h, w = bank['sizes'][k]; o = bank['offsets'][k]
     return bank['pixels'][o:o + h * w].reshape(h, w, 4)
 
-def sprite_bank_file(path: Path, sha: str, source_frames: int = 0, cfg: SpriteConfig = SpriteConfig()) -> Path:
-    "Where the sprite bank of the video at `path` (SHA-256 `sha`) is cached: its name is a key of all the bank depends on."
+def sprite_bank_file(sha: str, source_frames: int = 0, cfg: SpriteConfig = SpriteConfig()) -> Path:
+    "Where the sprite bank of the video of SHA-256 `sha` is cached: its name is a key of all the bank depends on."
     code = ''.join(inspect.getsource(f) for f in (read_source, median_plate, detect_people, link_tracks, fill_gaps,
                                                     cut_person, isolated, gait_loop, build_sprites))
     # everything the cut depends on: its settings, the detector's, and the code of the cutting, the detector and the IoU
@@ -244,11 +244,11 @@ def sprite_bank_file(path: Path, sha: str, source_frames: int = 0, cfg: SpriteCo
     return cache_dir() / 'plaza' / 'sprites' / f'{sha[:16]}-{source_frames or "all"}-{key}.npz'
 
 def load_sprites(video: str | Path | None = None, source_frames: int = 0, cfg: SpriteConfig = SpriteConfig(),
-                 weights_dir: str | Path | None = None) -> dict:
-    "The sprite bank of vtest.avi (or `video`), built once and cached by the video's SHA-256, the settings and the cutting code."
+                 weights_dir: str | Path | None = None, sha: str | None = None) -> dict:
+    "The sprite bank of vtest.avi (or `video`, of SHA-256 `sha` when known), built once and cached by that hash, the settings and the cutting code."
     path = find_vtest(video)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    file = sprite_bank_file(path, sha, source_frames, cfg)
+    sha = sha or hashlib.sha256(path.read_bytes()).hexdigest()
+    file = sprite_bank_file(sha, source_frames, cfg)
     with _locked(file.with_suffix('.lock')):
         if not file.exists():
             bank = build_sprites(path, source_frames, cfg, weights_dir)
@@ -464,11 +464,11 @@ def _write_plaza(cfg: PlazaConfig, root: Path, force: bool, video: str | Path | 
     path = find_vtest(video)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     if meta.exists() and not force:  # checked before the sprite bank is read: a current dataset costs one hash
-        made, bank_name = json.loads(meta.read_text()), sprite_bank_file(path, sha, cfg.source_frames).name
+        made, bank_name = json.loads(meta.read_text()), sprite_bank_file(sha, cfg.source_frames).name
         if (made.get('config') == json.loads(json.dumps(asdict(cfg))) and made.get('code') == code
                 and made.get('source', {}).get('sha256') == sha  # a bank cut by another detector makes another dataset
                 and made.get('source', {}).get('sprite_bank') == bank_name): return root
-    bank = load_sprites(video, cfg.source_frames)
+    bank = load_sprites(path, cfg.source_frames, sha=sha)  # hashed once above
     if not len(bank['seg_first']): raise ValueError(f'{bank["video"]}: no clean walking person found to cut out')
     tmp = root.with_name(root.name + '.partial'); shutil.rmtree(tmp, ignore_errors=True)
     plate = cv2.resize(bank['plate'], (W, H), interpolation=cv2.INTER_AREA)
