@@ -29,7 +29,7 @@ def read_track_types(path: str | Path, split: str = 'test') -> dict[tuple[str, i
     if 'split' in t.columns: t = t[t.split == split]
     return {(v, int(k)): str(a) for v, k, a in zip(t.video, t.track_id, t.anomaly)}
 
-NEAR_ANOMALY = 'near_anomaly'  # overlaps an anomaly region that another object matches better: left out of the AUCs
+NEAR_ANOMALY = 'near_anomaly'  # overlaps an anomaly region (IoU >= min_iou) without being matched to it: left out of the AUCs
 
 def label_objects(objects: pd.DataFrame, regions: np.ndarray | None, track_types: Mapping[int, str],
                   min_iou: float = 0.1, match: str = 'one') -> np.ndarray:
@@ -49,7 +49,8 @@ def label_objects(objects: pd.DataFrame, regions: np.ndarray | None, track_types
             # benchmarks match: a walker passing a dog overlaps the dog's region but is not the anomaly
             near = here[(iou >= min_iou).any(1)]
             labels[near[labels[near] == 'normal']] = NEAR_ANOMALY
-            rows, cols = linear_sum_assignment(iou, maximize=True)
+            # pairs under the threshold count 0, so that they can't win the assignment over a valid pair
+            rows, cols = linear_sum_assignment(np.where(iou >= min_iou, iou, 0.0), maximize=True)
             ok = iou[rows, cols] >= min_iou
             labels[here[rows[ok]]] = [track_types.get(int(k), 'untyped') for k in reg[cols[ok], 0]]
             continue
