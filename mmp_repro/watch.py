@@ -140,7 +140,8 @@ def watch(source: str | Path, run_dir: str | Path, detector: str | None = None, 
     make_det = lambda: make_detector(detector, cfg=detection_config(cfg.detection_preset), rgb=True,
                                      **_detector_kwargs(cfg, detector, detector_weights))
     det, dev, mask_fn, aspects = make_det(), device or get_device(), mask_for(cfg), tuple(cfg.aspects)
-    model.eval().to(dev)  # once, not per frame
+    dev = torch.device(dev)
+    model.eval().to(dev, memory_format=torch.channels_last if dev.type == 'cpu' else torch.contiguous_format)  # once; NHWC as model_losses
     if loc is not None: loc.eval()
     in_order = detector not in _COPIED_DETECTORS  # then the caller's thread detects, frame after frame
     dets, flows = _Copies(make_det, det), _Copies(lambda: make_flow(cfg.objects.flow, rgb=True))
