@@ -306,7 +306,9 @@ class DarknetNet(nn.Module):
         if not blocks or blocks[0]['type'] not in ('net', 'network'): raise ValueError('cfg: the first section must be [net]')
         if len(weights) < 20: raise ValueError(f'weights: {len(weights)} bytes, too short for a Darknet header')
         major, minor, _ = np.frombuffer(weights[:12], np.int32)
-        data = np.frombuffer(weights, np.float32, offset=12 + (8 if major * 10 + minor >= 2 else 4))  # the header's `seen`: int64 since 0.2
+        start = 12 + (8 if major * 10 + minor >= 2 else 4)  # the header's `seen` is an int64 since version 0.2
+        if (len(weights) - start) % 4: raise ValueError(f'weights: {len(weights) - start} bytes after the header, not whole float32 values')
+        data = np.frombuffer(weights, np.float32, offset=start)
         pos = 0
         def take(n: int) -> torch.Tensor:
             nonlocal pos
@@ -318,6 +320,8 @@ class DarknetNet(nn.Module):
         for i, b in enumerate(blocks[1:]):
             kind, c, src = b['type'], channels[-1], None
             if kind == 'convolutional':
+                if int(b.get('groups', 1)) != 1 or int(b.get('dilation', 1)) != 1:
+                    raise ValueError(f'cfg block {i + 1}: grouped or dilated convolutions are not supported')
                 o, k = int(b['filters']), int(b['size'])
                 conv = nn.Conv2d(c, o, k, int(b.get('stride', 1)), k // 2 if int(b.get('pad', 0)) else int(b.get('padding', 0)))
                 if int(b.get('batch_normalize', 0)):
@@ -355,8 +359,10 @@ class DarknetNet(nn.Module):
 YOLO_BACKENDS = ('torch', 'opencv')
 
 class YoloV3Tiny(Detector):
-    """Darknet YOLOv3-tiny (COCO) in PyTorch (`backend='torch'`, on `device`: default CUDA when present) or OpenCV's
-    `dnn` (`backend='opencv'`, CPU); frames `(H, W, 3)` uint8 BGR (`rgb=True` for RGB)."""
+    """Darknet YOLOv3-tiny (COCO) in PyTorch (`backend='torch'` on `device`, the CPU by default) or OpenCV's `dnn`
+    (`backend='opencv'`, CPU); frames `(H, W, 3)` uint8 BGR (`rgb=True` for RGB). The CPU is the default so that the
+    same video gives the same boxes on every machine: on CUDA, cuDNN may run the convolutions in TF32, which moves
+    the rows by about 1e-3 and can flip a box whose score sits at the threshold."""
     name = 'yolov3-tiny'
 
     def __init__(self, weights_dir: str | Path | None = None, cfg: DetectionConfig | None = None,
@@ -366,15 +372,19 @@ class YoloV3Tiny(Detector):
         super().__init__(cfg, rgb, batch_size)
         self.folder = find_yolov3_tiny(weights_dir)
         weights = self.folder / 'yolov3-tiny.weights'
-        if verify and sha256_of(weights) != YOLOV3_TINY_SHA256['yolov3-tiny.weights']:
+        weights_sha = sha256_of(weights)
+        if verify and weights_sha != YOLOV3_TINY_SHA256['yolov3-tiny.weights']:
             raise ValueError(f'{weights} is not the official YOLOv3-tiny COCO weights (SHA-256 differs); '
                              f'pass verify=False to use your own. {YOLOV3_TINY_HOW}')
         text = (self.folder / 'yolov3-tiny.cfg').read_text()
         if fix_yolov3_tiny_cfg(text) != text: logger.warning('%s: second [yolo] mask set to the official 1,2,3', self.folder)
         text = fix_yolov3_tiny_cfg(text).replace('[yolo]', '[yolo]\nthresh = 0')
-        self.backend = backend
+        self.backend, self.device = backend, get_device(device or 'cpu')
+        if backend == 'opencv' and self.device.type != 'cpu': raise ValueError(f"backend='opencv' runs on the CPU, not on {device!r}")
+        # what the boxes depend on beyond `cfg`: cached object samples are keyed by it (objects.extraction_key)
+        self.cache_id = {'weights': weights_sha, 'cfg': hashlib.sha256(text.encode()).hexdigest(), 'backend': backend,
+                         'device': self.device.type}
         if backend == 'torch':
-            self.device = get_device(device)
             self.net = DarknetNet(text, weights.read_bytes()).eval().to(self.device, memory_format=torch.channels_last)
         else:
             self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(text.encode(), np.uint8), np.fromfile(weights, np.uint8))

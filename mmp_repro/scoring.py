@@ -174,20 +174,25 @@ def object_keys(frame_idx: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 def model_losses(model: torch.nn.Module, dataset: Dataset, mask_fn, aspects: tuple = ('F', 'O', 'C'),
                  distances: dict = DEFAULT_DISTANCES, batch_size: int = 256, seed: int = 0,
                  device: str | torch.device = 'cpu', channels_last: bool | None = None) -> dict[str, np.ndarray]:
-    "Nearest-neighbour loss of every object for each aspect: `{aspect: (N,)}`; NHWC layout when `channels_last` (None: on a CPU)."
-    device = torch.device(device)
+    """Nearest-neighbour loss of every object for each aspect: `{aspect: (N,)}`, computed in NHWC layout when
+    `channels_last` (None: on a CPU); the model is moved to `device` and keeps its own layout."""
+    device = torch.device(device) if device is not None else next(model.parameters(), torch.empty(0)).device
     # NHWC on a CPU: the same losses (to 1e-7), about 20% more objects a second for the quick network (its max pools mostly)
-    layout = torch.channels_last if (device.type == 'cpu' if channels_last is None else channels_last) else torch.contiguous_format
-    model.eval().to(device, memory_format=layout)
+    nhwc = device.type == 'cpu' if channels_last is None else bool(channels_last)
+    layout = next((p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4), False)
+    model.eval().to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     gen = torch.Generator().manual_seed(seed)
     out = {a: [] for a in aspects}
     keyed = getattr(mask_fn, 'keyed', None)  # per-object test masks: a score does not depend on its batch
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x = batch['P'].to(device)
-        preds = model(keyed(x, object_keys(batch['frame_idx'], batch['box'])) if keyed else mask_fn(x, gen))
-        for a in aspects:
-            loss, _ = nn_loss(preds[a].float(), batch[a].to(device).float(), distances[a], reduction='none')
-            out[a].append(loss.cpu().numpy())
+    try:
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            x = batch['P'].to(device)
+            preds = model(keyed(x, object_keys(batch['frame_idx'], batch['box'])) if keyed else mask_fn(x, gen))
+            for a in aspects:
+                loss, _ = nn_loss(preds[a].float(), batch[a].to(device).float(), distances[a], reduction='none')
+                out[a].append(loss.cpu().numpy())
+    finally:
+        if layout != nhwc: model.to(memory_format=torch.channels_last if layout else torch.contiguous_format)  # as the caller had it
     return {a: np.concatenate(v) if v else np.zeros(0) for a, v in out.items()}
 
 @torch.no_grad()
