@@ -43,11 +43,11 @@ __all__ = ['BENCH_PRESETS', 'NET_NAMES', 'WATCH_SIZE', 'PCT_TARGETS', 'BenchConf
 
 # %% ../nbs/17g_bench.ipynb #b48438b5
 BENCH_PRESETS: dict[str, dict] = {
-    'smoke': dict(threads=1, batch=4, calls=3, warmup=1, matmul_n=512, pipeline_objects=256, watch_frames=12,
+    'smoke': dict(threads=1, batch=4, calls=3, warmup=1, matmul_n=512, pipeline_objects=256, loop_epochs=2, watch_frames=12,
                   watch_train_objects=64),
-    'quick': dict(threads=0, batch=64, calls=5, warmup=1, matmul_n=2048, pipeline_objects=4000, watch_frames=150,
+    'quick': dict(threads=0, batch=64, calls=5, warmup=1, matmul_n=2048, pipeline_objects=4000, loop_epochs=3, watch_frames=150,
                   watch_train_objects=400),
-    'full': dict(threads=0, batch=64, calls=10, warmup=2, matmul_n=4096, pipeline_objects=20000, watch_frames=300,
+    'full': dict(threads=0, batch=64, calls=10, warmup=2, matmul_n=4096, pipeline_objects=20000, loop_epochs=3, watch_frames=300,
                  watch_train_objects=2000),
 }
 NET_NAMES = ('quick', 'full')       # network presets timed bare (full = the paper's)
@@ -64,13 +64,14 @@ class BenchConfig:
     calls: int = 3                  # timed calls per network measurement (the median is quoted)
     warmup: int = 1                 # untimed calls before them
     matmul_n: int = 512             # side of the square fp32 matmul that measures the machine
-    pipeline_objects: int = 256     # first training objects of the street the loop trains on (one epoch)
+    pipeline_objects: int = 256     # first training objects of the street the loop trains on
+    loop_epochs: int = 1            # epochs of the loop timed one by one, each beside a fresh timing of the bare step (median quoted)
     watch_frames: int = 12          # first frames of vtest.avi scored online
     watch_train_objects: int = 64   # objects the watched run's network is trained on (speed does not depend on it)
 
     def __post_init__(self):
         self.scale = as_scale(self.scale).value
-        for k in ('batch', 'calls', 'matmul_n', 'pipeline_objects', 'watch_frames', 'watch_train_objects'):
+        for k in ('batch', 'calls', 'matmul_n', 'pipeline_objects', 'loop_epochs', 'watch_frames', 'watch_train_objects'):
             v = getattr(self, k)
             if not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f'{k} must be a positive integer, got {v!r}')
         for k in ('seed', 'threads', 'warmup'):
@@ -142,20 +143,31 @@ def head_samples(samples: list[ObjectSamples], n: int) -> list[ObjectSamples]:
     return out
 
 def pipeline_loop_speed(cfg: PipelineConfig, train: list[ObjectSamples], batch: int, n_objects: int,
-                        device: str | torch.device = 'cpu') -> dict:
-    """Samples/s of an epoch of `training.fit` (resume and checkpoint included) on the first `n_objects` of `train`, as the
-    run trains. The first epoch is run untimed, as the bare step's warm-up call is: the epoch timed is the second."""
+                        device: str | torch.device = 'cpu', epochs: int = 1,
+                        beside: Callable[[], float] | None = None) -> dict:
+    """Samples/s of `epochs` epochs of `training.fit` (resume and checkpoint included) on the first `n_objects` of `train`,
+    each timed alone after an untimed first epoch (the warm-up, as the bare step has one); the median is quoted.
+    `beside()`, called right before each timed epoch, gives a rate measured under the same load (the bare step's)."""
     ds = ObjectDataset(head_samples(train, n_objects))
     if len(ds) == 0: raise ValueError('no training objects to time the loop on')
-    tcfg = replace(cfg.train, epochs=2, batch_size=batch)
+    if epochs < 1: raise ValueError(f'epochs must be >= 1, got {epochs}')
+    tcfg = replace(cfg.train, epochs=epochs + 1, batch_size=batch)
+    seconds, rates = [], []
     with tempfile.TemporaryDirectory(prefix='mmp-bench-') as tmp:
-        run = lambda **kw: fit(MMPAMS(cfg.net, cfg.aspects), ds, tcfg, Path(tmp) / 'model', mask_for(cfg),
-                               net_args=asdict(cfg.net), device=device, progress=False, **kw)
-        run(max_epochs=1)
-        t0 = time.perf_counter()
-        run()  # resumes from the first epoch's checkpoint
-        seconds = time.perf_counter() - t0
-    return dict(objects=len(ds), batch=batch, seconds=seconds, samples_per_s=len(ds) / seconds)
+        run = lambda: fit(MMPAMS(cfg.net, cfg.aspects), ds, tcfg, Path(tmp) / 'model', mask_for(cfg),
+                          net_args=asdict(cfg.net), device=device, progress=False, max_epochs=1)
+        run()
+        for _ in range(epochs):
+            if beside is not None: rates.append(float(beside()))
+            t0 = time.perf_counter()
+            run()  # one more epoch, resumed from the last checkpoint
+            seconds.append(time.perf_counter() - t0)
+    s = float(np.median(seconds))
+    out = dict(objects=len(ds), batch=batch, seconds=s, epoch_seconds=seconds, samples_per_s=len(ds) / s)
+    if rates:  # each epoch against the rate measured right before it: load that comes and goes hits both sides of a ratio
+        out.update(beside_rates=rates, ratios=[len(ds) / t / r for t, r in zip(seconds, rates)])
+        out['ratio'] = float(np.median(out['ratios']))
+    return out
 
 # %% ../nbs/17g_bench.ipynb #409c38f2
 def image_step_speed(scale: str, matmul: float, calls: int = 5, warmup: int = 1, device: str | torch.device = 'cpu',
@@ -248,11 +260,14 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
         train, _, _ = extract_stage(pcfg, progress=progress)
         lap('street objects (cached after the first run)')
         same = [n for n in NET_NAMES if net_config(n) == pcfg.net]
-        # the ratio's bare step is timed again right before the loop: both then see the same load on the machine
-        step = network_speed(pcfg.net, cfg.batch, matmul, cfg.calls, cfg.warmup, dev, seed)
-        loop = pipeline_loop_speed(pcfg, train, cfg.batch, cfg.pipeline_objects, dev)
-        ratio = loop['samples_per_s'] / step['train_samples_per_s']
-        _say(progress, f"pipeline loop: {loop['samples_per_s']:.1f} samples/s over {loop['objects']} objects, {ratio:.2f} x the bare step")
+        step = network_speed(pcfg.net, cfg.batch, matmul, cfg.calls, cfg.warmup, dev, seed)  # its FLOPs and layout
+        # the bare step is timed again right before each timed epoch of the loop: both then see the same load on the machine
+        bare = lambda: cfg.batch / time_train_step(pcfg.net, cfg.batch, cfg.calls, cfg.warmup, dev, step['channels_last'],
+                                                   autocast_dtype(TrainConfig(), dev))
+        loop = pipeline_loop_speed(pcfg, train, cfg.batch, cfg.pipeline_objects, dev, cfg.loop_epochs, beside=bare)
+        ratio, step_rate = loop['ratio'], float(np.median(loop['beside_rates']))
+        _say(progress, f"pipeline loop: {loop['samples_per_s']:.1f} samples/s over {loop['objects']} objects, {ratio:.2f} x the bare step "
+                       f"(median of {len(loop['ratios'])} epochs: " + ', '.join(f'{r:.2f}' for r in loop['ratios']) + ')')
         lap('pipeline loop')
         image = image_step_speed(cfg.scale, matmul, cfg.calls, cfg.warmup, dev, seed)
         _say(progress, f"image study step: {image['images_per_s']:.1f} images/s"); lap('image step')
@@ -273,13 +288,20 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
         infer_pct_of_matmul={n: nets[n]['infer_pct'] for n in NET_NAMES},
         pipeline_net=dict(crop=pcfg.net.crop_size, width=pcfg.net.width, preset=same[0] if same else cfg.scale),
         pipeline_objects=loop['objects'], pipeline_seconds=loop['seconds'], pipeline_train_samples_per_s=loop['samples_per_s'],
-        pipeline_step_samples_per_s=step['train_samples_per_s'], pipeline_to_step_ratio=ratio,
+        pipeline_step_samples_per_s=step_rate, pipeline_to_step_ratio=ratio, pipeline_epochs=len(loop['ratios']),
+        pipeline_epoch_seconds=loop['epoch_seconds'], pipeline_epoch_ratios=loop['ratios'],
         pipeline_pct_of_matmul=pct_of(step['gflop_train'] * 1e9, loop['samples_per_s'], matmul),
         image_step=image, image_step_images_per_s=image['images_per_s'], **online,
         part_seconds=parts, wall_seconds=time.perf_counter() - t_start))
 
 # %% ../nbs/17g_bench.ipynb #af371d87
 def _net_label(r: dict) -> str: return f"{r['crop']} px, width {r['width']:g}"
+
+def _epochs(result: dict) -> str:
+    "How many epochs of the loop were timed, with each one's ratio to the bare step timed right before it."
+    ratios = result.get('pipeline_epoch_ratios') or []
+    if len(ratios) < 2: return 'one epoch'
+    return f"median of {len(ratios)} epochs (ratios " + ', '.join(f'{r:.2f}' for r in ratios) + ')'
 
 def watch_stage_seconds(result: dict) -> tuple[dict, int, float | None]:
     "`(seconds per stage, frames, wall seconds or None)` of the `timings` that `watch` reported in a `bench` result."
@@ -304,7 +326,7 @@ def perf_table(result: dict) -> pd.DataFrame:
     row('pipeline training loop (fit)', _net_label(p), result['batch'], result['pipeline_train_samples_per_s'], 'samples/s',
         result['pipeline_pct_of_matmul'] * result['matmul_gflops'] / 100, result['pipeline_pct_of_matmul'],
         f"{result['pipeline_to_step_ratio']:.2f} x the bare step ({result['pipeline_step_samples_per_s']:.4g} samples/s); "
-        f"one epoch over {result['pipeline_objects']} street objects, checkpoint included")
+        f"{_epochs(result)} over {result['pipeline_objects']} street objects, checkpoint included")
     im = result['image_step']
     row('image study step', f"f_I {im['image_size']} px, width {im['net_width']:g}, n={im['n_preds']}", im['batch'],
         im['images_per_s'], 'images/s', im['gflops'], im['pct'], 'mask, n predictions, NN + NP loss, backward, Adam')
@@ -328,8 +350,9 @@ def perf_caption(result: dict) -> str:
            f"{result['timed_calls']} timed calls after {result['warmup_calls']} warm-up call(s), batch {result['batch']}. "
            'FLOPs are counted by torch.utils.flop_counter (matmuls and convolutions, 2 per multiply-add; training = forward + '
            'backward); "% of matmul" is the GFLOP/s reached over the fp32 matmul rate '
-           f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is one epoch of "
-           '`training.fit` (its second epoch, timed whole after an untimed first), online scoring one pass of `watch.watch` (timed once, whole).')
+           f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is `training.fit` "
+           f"after an untimed first epoch, {result.get('pipeline_epochs', 1)} epoch(s) timed whole, one by one, each beside the bare "
+           'step timed right before it (the median ratio is quoted); online scoring is one pass of `watch.watch` (timed once, whole).')
     if result['device'].startswith('cuda') and result.get('tf32', {}).get('cudnn'):
         cap += (' On CUDA the matmul reference is plain fp32, but torch lets cuDNN run convolutions in TF32 '
                 '(torch.backends.cudnn.allow_tf32), so a network can pass 100%.')

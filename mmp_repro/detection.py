@@ -372,7 +372,8 @@ class YoloV3Tiny(Detector):
         super().__init__(cfg, rgb, batch_size)
         self.folder = find_yolov3_tiny(weights_dir)
         weights = self.folder / 'yolov3-tiny.weights'
-        weights_sha = sha256_of(weights)
+        blob = weights.read_bytes()  # read once: hashed, then built from (35 MB, once per copy of the detector)
+        weights_sha = hashlib.sha256(blob).hexdigest()
         if verify and weights_sha != YOLOV3_TINY_SHA256['yolov3-tiny.weights']:
             raise ValueError(f'{weights} is not the official YOLOv3-tiny COCO weights (SHA-256 differs); '
                              f'pass verify=False to use your own. {YOLOV3_TINY_HOW}')
@@ -385,9 +386,9 @@ class YoloV3Tiny(Detector):
         self.cache_id = {'weights': weights_sha, 'cfg': hashlib.sha256(text.encode()).hexdigest(), 'backend': backend,
                          'device': self.device.type}
         if backend == 'torch':
-            self.net = DarknetNet(text, weights.read_bytes()).eval().to(self.device, memory_format=torch.channels_last)
+            self.net = DarknetNet(text, blob).eval().to(self.device, memory_format=torch.channels_last)
         else:
-            self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(text.encode(), np.uint8), np.fromfile(weights, np.uint8))
+            self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(text.encode(), np.uint8), np.frombuffer(blob, np.uint8))
             self.out_names = self.net.getUnconnectedOutLayersNames()
 
     def _raw(self, frames: list[np.ndarray], frame_idx: list[int]) -> list[Raw]:

@@ -74,11 +74,13 @@ class _Copies:
         try: yield x
         finally: self.free.put(x)
 
-def _detector_kwargs(cfg: PipelineConfig, name: str, weights: str | Path | None) -> dict:
-    "The files a detector is built from: `weights` or the run's YOLOv3-tiny folder; the run's mmdet config and checkpoint."
-    if name == 'mmdet': return {'config': cfg.mmdet_config, 'checkpoint': cfg.mmdet_checkpoint}
+def _detector_kwargs(cfg: PipelineConfig, name: str, weights: str | Path | None, device: torch.device | None = None) -> dict:
+    """The files a detector is built from (`weights` or the run's YOLOv3-tiny folder; the run's mmdet config and checkpoint)
+    and, for the networks, the device they run on: watch's own."""
+    on = {'device': str(device)} if device is not None and name in ('yolov3-tiny', 'mmdet') else {}
+    if name == 'mmdet': return {'config': cfg.mmdet_config, 'checkpoint': cfg.mmdet_checkpoint, **on}
     folder = weights or (cfg.detector_weights if name == 'yolov3-tiny' else None)
-    return {'weights_dir': folder} if name == 'yolov3-tiny' and folder else {}
+    return ({'weights_dir': folder} if name == 'yolov3-tiny' and folder else {}) | on
 
 @torch.no_grad()
 def _frame_losses(model: MMPAMS, loc, s: ObjectSamples, mask_fn, aspects: tuple, distances: dict, device) -> dict[str, np.ndarray]:
@@ -137,10 +139,11 @@ def watch(source: str | Path, run_dir: str | Path, detector: str | None = None, 
     if not stats_path.exists(): raise FileNotFoundError(f'{stats_path} not found: score the run once first (`mmp_repro score --run-dir {run_dir}`)')
     stats = {a: AspectStats(**v) for a, v in json.loads(stats_path.read_text()).items()}
     n = min(cpu_cores(), WATCH_WORKERS) if workers is None else int(workers)
+    dev = get_device(device)
+    # the detector runs where the network does: YOLOv3-tiny takes 48 ms a frame on this project's 2-core CPU
     make_det = lambda: make_detector(detector, cfg=detection_config(cfg.detection_preset), rgb=True,
-                                     **_detector_kwargs(cfg, detector, detector_weights))
-    det, dev, mask_fn, aspects = make_det(), device or get_device(), mask_for(cfg), tuple(cfg.aspects)
-    dev = torch.device(dev)
+                                     **_detector_kwargs(cfg, detector, detector_weights, dev))
+    det, mask_fn, aspects = make_det(), mask_for(cfg), tuple(cfg.aspects)
     model.eval().to(dev, memory_format=torch.channels_last if dev.type == 'cpu' else torch.contiguous_format)  # once; NHWC as model_losses
     if loc is not None: loc.eval()
     in_order = detector not in _COPIED_DETECTORS  # then the caller's thread detects, frame after frame
