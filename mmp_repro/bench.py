@@ -147,7 +147,8 @@ def pipeline_loop_speed(cfg: PipelineConfig, train: list[ObjectSamples], batch: 
                         beside: Callable[[], float] | None = None) -> dict:
     """Samples/s of `epochs` epochs of `training.fit` (resume and checkpoint included) on the first `n_objects` of `train`,
     each timed alone after an untimed first epoch (the warm-up, as the bare step has one); the median is quoted.
-    `beside()`, called right before each timed epoch, gives a rate measured under the same load (the bare step's)."""
+    `beside()`, called right before each timed epoch, gives a rate measured under the same load (the bare step's); then
+    the epoch of the median ratio (the upper one of an even count) is quoted whole: its rate, its bare step and their ratio."""
     ds = ObjectDataset(head_samples(train, n_objects))
     if len(ds) == 0: raise ValueError('no training objects to time the loop on')
     if epochs < 1: raise ValueError(f'epochs must be >= 1, got {epochs}')
@@ -165,8 +166,10 @@ def pipeline_loop_speed(cfg: PipelineConfig, train: list[ObjectSamples], batch: 
     s = float(np.median(seconds))
     out = dict(objects=len(ds), batch=batch, seconds=s, epoch_seconds=seconds, samples_per_s=len(ds) / s)
     if rates:  # each epoch against the rate measured right before it: load that comes and goes hits both sides of a ratio
-        out.update(beside_rates=rates, ratios=[len(ds) / t / r for t, r in zip(seconds, rates)])
-        out['ratio'] = float(np.median(out['ratios']))
+        ratios = [len(ds) / t / r for t, r in zip(seconds, rates)]
+        mid = int(np.argsort(ratios)[len(ratios) // 2])  # one epoch, so that rate / bare rate = ratio in the table
+        out.update(beside_rates=rates, ratios=ratios, ratio=ratios[mid], beside_rate=rates[mid], seconds=seconds[mid],
+                   samples_per_s=len(ds) / seconds[mid])
     return out
 
 # %% ../nbs/17g_bench.ipynb #409c38f2
@@ -265,7 +268,7 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
         bare = lambda: cfg.batch / time_train_step(pcfg.net, cfg.batch, cfg.calls, cfg.warmup, dev, step['channels_last'],
                                                    autocast_dtype(TrainConfig(), dev))
         loop = pipeline_loop_speed(pcfg, train, cfg.batch, cfg.pipeline_objects, dev, cfg.loop_epochs, beside=bare)
-        ratio, step_rate = loop['ratio'], float(np.median(loop['beside_rates']))
+        ratio, step_rate = loop['ratio'], loop['beside_rate']
         _say(progress, f"pipeline loop: {loop['samples_per_s']:.1f} samples/s over {loop['objects']} objects, {ratio:.2f} x the bare step "
                        f"(median of {len(loop['ratios'])} epochs: " + ', '.join(f'{r:.2f}' for r in loop['ratios']) + ')')
         lap('pipeline loop')

@@ -162,7 +162,7 @@ def prediction_diversity(preds: torch.Tensor) -> torch.Tensor:
     "Mean element-wise |ŷ_k - ŷ_l| over pairs k < l and samples. `preds: (B, n, ...)` -> scalar."
     n = preds.shape[1]
     if n < 2: return preds.new_zeros(())
-    flat = preds.flatten(2)
+    flat = preds.flatten(2).float()  # cdist has no half-precision kernels
     # the L1 distances of every pair without a (B, n, n, D) difference tensor: logged each training step, where
     # broadcasting took 17.5 ms per batch of 64 at the full preset (n = 3, 64 px) and this takes 2.8
     diffs = torch.cdist(flat, flat, p=1) / flat.shape[-1]  # (B, n, n)
