@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from . import watch as online_scoring
 from .core import as_scale, get_device, markdown_table, save_figure, save_json, to_jsonable, write_table
@@ -37,17 +38,19 @@ from .video import Video, VideoFileFrames, write_video
 
 # %% auto #0
 __all__ = ['BENCH_PRESETS', 'NET_NAMES', 'WATCH_SIZE', 'PCT_TARGETS', 'BenchConfig', 'median_seconds', 'pct_of', 'network_speed',
-           'head_samples', 'pipeline_loop_speed', 'image_step_speed', 'skipped_watch', 'watch_speed', 'bench',
-           'watch_stage_seconds', 'perf_table', 'perf_caption', 'perf_markdown', 'plot_perf', 'write_perf',
+           'layer_speeds', 'head_samples', 'pipeline_loop_speed', 'image_step_speed', 'skipped_watch', 'watch_speed',
+           'bench', 'watch_stage_seconds', 'perf_table', 'perf_caption', 'perf_markdown', 'plot_perf', 'write_perf',
            'bench_main']
 
 # %% ../nbs/17g_bench.ipynb #b48438b5
 BENCH_PRESETS: dict[str, dict] = {
-    'smoke': dict(threads=1, batch=4, calls=3, warmup=1, matmul_n=512, pipeline_objects=256, loop_epochs=2, watch_frames=12,
+    'smoke': dict(threads=1, batch=4, calls=3, warmup=1, matmul_n=512, pipeline_objects=256, loop_epochs=2, loop_calls=3, watch_frames=12,
                   watch_train_objects=64),
-    'quick': dict(threads=0, batch=64, calls=5, warmup=1, matmul_n=2048, pipeline_objects=4000, loop_epochs=3, watch_frames=150,
+    'quick': dict(threads=0, batch=64, calls=5, warmup=1, matmul_n=2048, pipeline_objects=4000, loop_epochs=3, loop_calls=15,
+                  watch_frames=150,
                   watch_train_objects=400),
-    'full': dict(threads=0, batch=64, calls=10, warmup=2, matmul_n=4096, pipeline_objects=20000, loop_epochs=3, watch_frames=300,
+    'full': dict(threads=0, batch=64, calls=10, warmup=2, matmul_n=4096, pipeline_objects=20000, loop_epochs=3, loop_calls=15,
+                 watch_frames=300,
                  watch_train_objects=2000),
 }
 NET_NAMES = ('quick', 'full')       # network presets timed bare (full = the paper's)
@@ -66,12 +69,13 @@ class BenchConfig:
     matmul_n: int = 512             # side of the square fp32 matmul that measures the machine
     pipeline_objects: int = 256     # first training objects of the street the loop trains on
     loop_epochs: int = 1            # epochs of the loop timed one by one, each beside a fresh timing of the bare step (median quoted)
+    loop_calls: int = 3             # bare steps timed beside each epoch (their median; 5 swung by 5%, 15 by 1%)
     watch_frames: int = 12          # first frames of vtest.avi scored online
     watch_train_objects: int = 64   # objects the watched run's network is trained on (speed does not depend on it)
 
     def __post_init__(self):
         self.scale = as_scale(self.scale).value
-        for k in ('batch', 'calls', 'matmul_n', 'pipeline_objects', 'loop_epochs', 'watch_frames', 'watch_train_objects'):
+        for k in ('batch', 'calls', 'matmul_n', 'pipeline_objects', 'loop_epochs', 'loop_calls', 'watch_frames', 'watch_train_objects'):
             v = getattr(self, k)
             if not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f'{k} must be a positive integer, got {v!r}')
         for k in ('seed', 'threads', 'warmup'):
@@ -131,6 +135,45 @@ def network_speed(net: NetConfig, batch: int, matmul: float, calls: int = 5, war
         out[f'{k}_pct'] = pct_of(f, batch / s, matmul)
     return out
 
+# %% ../nbs/17g_bench.ipynb #db888102
+def layer_speeds(net: NetConfig, batch: int, matmul: float, calls: int = 5, warmup: int = 1,
+                 device: str | torch.device = 'cpu', seed: int = 0) -> dict:
+    """Every convolution and linear layer of `MMPAMS(net)` timed alone, forward + backward at its shape in the step:
+    per shape, the layers, their GFLOP and ms; in all, the GFLOP/s and % of `matmul` the layers reach (the step's ceiling)."""
+    device = torch.device(device)
+    tc = TrainConfig()
+    layout = torch.channels_last if uses_channels_last(tc, device) else torch.contiguous_format
+    model = MMPAMS(net).to(device).train()
+    if layout == torch.channels_last: model = model.to(memory_format=layout)
+    x = random_batch(net, batch, seed=seed)['x_mp'].to(device).contiguous(memory_format=layout)
+    seen = []
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0].requires_grad, o.shape)))
+             for m in model.modules() if isinstance(m, kinds)]
+    try: model(x)  # with autograd on, so that requires_grad says which inputs the step differentiates
+    finally:
+        for h in hooks: h.remove()
+    g = torch.Generator().manual_seed(seed)
+    rows = {}
+    for m, in_shape, needs_grad, out_shape in seen:
+        like = lambda shape: torch.randn(shape, generator=g).to(device).contiguous(
+            memory_format=layout if len(shape) == 4 else torch.contiguous_format)
+        inp, grad_out = like(in_shape).requires_grad_(needs_grad), like(out_shape)
+        step = lambda: m(inp).backward(grad_out)
+        flops = count_flops(step)
+        s = median_seconds(step, calls, warmup, device)
+        key = (type(m).__name__, in_shape[1], out_shape[1], in_shape[-1] if len(in_shape) == 4 else 1,
+               out_shape[-1] if len(out_shape) == 4 else 1)
+        r = rows.setdefault(key, dict(kind=key[0], c_in=key[1], c_out=key[2], size_in=key[3], size_out=key[4], layers=0,
+                                      gflop=0.0, ms=0.0))
+        r['layers'] += 1; r['gflop'] += flops / 1e9; r['ms'] += 1e3 * s
+    model.zero_grad(set_to_none=True)
+    table = sorted(rows.values(), key=lambda r: -r['ms'])
+    for r in table: r['pct'] = pct_of(r['gflop'] * 1e9, 1e3 / r['ms'], matmul)
+    gflop, ms = sum(r['gflop'] for r in table), sum(r['ms'] for r in table)
+    return dict(batch=batch, layers=len(seen), gflop=gflop, ms=ms, gflops=gflop / ms * 1e3, pct=pct_of(gflop * 1e9, 1e3 / ms, matmul),
+                table=table)
+
 # %% ../nbs/17g_bench.ipynb #d0b0090d
 def head_samples(samples: list[ObjectSamples], n: int) -> list[ObjectSamples]:
     "The first `n` objects of `samples`, in video order (views of the arrays; videos after the n-th object are left out)."
@@ -145,24 +188,26 @@ def head_samples(samples: list[ObjectSamples], n: int) -> list[ObjectSamples]:
 def pipeline_loop_speed(cfg: PipelineConfig, train: list[ObjectSamples], batch: int, n_objects: int,
                         device: str | torch.device = 'cpu', epochs: int = 1,
                         beside: Callable[[], float] | None = None) -> dict:
-    """Samples/s of `epochs` epochs of `training.fit` (resume and checkpoint included) on the first `n_objects` of `train`,
-    each timed alone after an untimed first epoch (the warm-up, as the bare step has one); the median is quoted.
-    `beside()`, called right before each timed epoch, gives a rate measured under the same load (the bare step's); then
-    the epoch of the median ratio (the upper one of an even count) is quoted whole: its rate, its bare step and their ratio."""
+    """Samples/s of `training.fit` on the first `n_objects` of `train`: one call of 1 + `epochs` epochs, as a run trains,
+    each epoch after the untimed first (the warm-up, as the bare step has one) timed whole, checkpoint included.
+    `beside()`, called between epochs right before each timed one (outside its time), gives a rate under the same load
+    (the bare step's); the epoch of the median ratio (the upper one of an even count) is quoted whole: its rate, its
+    bare step and their ratio."""
     ds = ObjectDataset(head_samples(train, n_objects))
     if len(ds) == 0: raise ValueError('no training objects to time the loop on')
     if epochs < 1: raise ValueError(f'epochs must be >= 1, got {epochs}')
     tcfg = replace(cfg.train, epochs=epochs + 1, batch_size=batch)
-    seconds, rates = [], []
-    with tempfile.TemporaryDirectory(prefix='mmp-bench-') as tmp:
-        run = lambda: fit(MMPAMS(cfg.net, cfg.aspects), ds, tcfg, Path(tmp) / 'model', mask_for(cfg),
-                          net_args=asdict(cfg.net), device=device, progress=False, max_epochs=1)
-        run()
-        for _ in range(epochs):
+    seconds, rates, began = [], [], []
+    def between(record: dict) -> None:
+        # fit calls this once the epoch's checkpoint and log are written: an epoch's time runs from the end of the
+        # previous call to the start of this one, so the bare step timed here is outside it
+        if began: seconds.append(time.perf_counter() - began[-1])
+        if len(seconds) < epochs:
             if beside is not None: rates.append(float(beside()))
-            t0 = time.perf_counter()
-            run()  # one more epoch, resumed from the last checkpoint
-            seconds.append(time.perf_counter() - t0)
+            began.append(time.perf_counter())
+    with tempfile.TemporaryDirectory(prefix='mmp-bench-') as tmp:
+        fit(MMPAMS(cfg.net, cfg.aspects), ds, tcfg, Path(tmp) / 'model', mask_for(cfg), net_args=asdict(cfg.net),
+            device=device, progress=False, on_epoch=between)
     s = float(np.median(seconds))
     out = dict(objects=len(ds), batch=batch, seconds=s, epoch_seconds=seconds, samples_per_s=len(ds) / s)
     if rates:  # each epoch against the rate measured right before it: load that comes and goes hits both sides of a ratio
@@ -259,13 +304,18 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
             _say(progress, f"{name} network: train {nets[name]['train_samples_per_s']:.1f} samples/s ({nets[name]['train_pct']:.0f}% "
                            f"of matmul), inference {nets[name]['infer_samples_per_s']:.1f} samples/s ({nets[name]['infer_pct']:.0f}%)")
         lap('networks')
+        layers = {}
+        for name in NET_NAMES:
+            layers[name] = layer_speeds(net_config(name), cfg.batch, matmul, cfg.calls, cfg.warmup, dev, seed)
+            _say(progress, f"{name} network's layers timed alone: {layers[name]['gflops']:.1f} GFLOP/s ({layers[name]['pct']:.0f}% of matmul)")
+        lap('layers alone')
         pcfg = PipelineConfig.for_scale(cfg.scale, dataset='street', detector='oracle', seed=seed)
         train, _, _ = extract_stage(pcfg, progress=progress)
         lap('street objects (cached after the first run)')
         same = [n for n in NET_NAMES if net_config(n) == pcfg.net]
         step = network_speed(pcfg.net, cfg.batch, matmul, cfg.calls, cfg.warmup, dev, seed)  # its FLOPs and layout
         # the bare step is timed again right before each timed epoch of the loop: both then see the same load on the machine
-        bare = lambda: cfg.batch / time_train_step(pcfg.net, cfg.batch, cfg.calls, cfg.warmup, dev, step['channels_last'],
+        bare = lambda: cfg.batch / time_train_step(pcfg.net, cfg.batch, cfg.loop_calls, cfg.warmup, dev, step['channels_last'],
                                                    autocast_dtype(TrainConfig(), dev))
         loop = pipeline_loop_speed(pcfg, train, cfg.batch, cfg.pipeline_objects, dev, cfg.loop_epochs, beside=bare)
         ratio, step_rate = loop['ratio'], loop['beside_rate']
@@ -289,6 +339,7 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
         infer_samples_per_s={n: nets[n]['infer_samples_per_s'] for n in NET_NAMES},
         train_pct_of_matmul={n: nets[n]['train_pct'] for n in NET_NAMES},
         infer_pct_of_matmul={n: nets[n]['infer_pct'] for n in NET_NAMES},
+        layers=layers, layers_pct_of_matmul={n: layers[n]['pct'] for n in NET_NAMES},
         pipeline_net=dict(crop=pcfg.net.crop_size, width=pcfg.net.width, preset=same[0] if same else cfg.scale),
         pipeline_objects=loop['objects'], pipeline_seconds=loop['seconds'], pipeline_train_samples_per_s=loop['samples_per_s'],
         pipeline_step_samples_per_s=step_rate, pipeline_to_step_ratio=ratio, pipeline_epochs=len(loop['ratios']),
@@ -299,6 +350,10 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
 
 # %% ../nbs/17g_bench.ipynb #af371d87
 def _net_label(r: dict) -> str: return f"{r['crop']} px, width {r['width']:g}"
+
+def _bare_steps(result: dict) -> str:
+    n = (result.get('config') or {}).get('loop_calls')
+    return f' over {n} steps' if n else ''
 
 def _epochs(result: dict) -> str:
     "How many epochs of the loop were timed, with each one's ratio to the bare step timed right before it."
@@ -325,6 +380,11 @@ def perf_table(result: dict) -> pd.DataFrame:
             row(f'{what} ({name})', _net_label(r), r['batch'], r[f'{k}_samples_per_s'], 'samples/s', r[f'{k}_gflops'], r[f'{k}_pct'],
                 ('forward, NN loss of every aspect, backward, Adam' if k == 'train' else 'forward, no gradients')
                 + (' (the paper\'s network)' if name == 'full' else ''))
+    for name, l in (result.get('layers') or {}).items():
+        step_ms = 1e3 * result['networks'][name]['train_s']
+        row(f'its layers alone ({name})', _net_label(result['networks'][name]), l['batch'], l['gflops'], 'GFLOP/s', l['gflops'], l['pct'],
+            f"{l['layers']} convolution and linear layers, each timed alone (forward + backward at its shape in the step): "
+            f"{l['ms']:.4g} ms in all against the step's {step_ms:.4g} ms; the step's ceiling with these kernels")
     p = result['pipeline_net']
     row('pipeline training loop (fit)', _net_label(p), result['batch'], result['pipeline_train_samples_per_s'], 'samples/s',
         result['pipeline_pct_of_matmul'] * result['matmul_gflops'] / 100, result['pipeline_pct_of_matmul'],
@@ -353,9 +413,10 @@ def perf_caption(result: dict) -> str:
            f"{result['timed_calls']} timed calls after {result['warmup_calls']} warm-up call(s), batch {result['batch']}. "
            'FLOPs are counted by torch.utils.flop_counter (matmuls and convolutions, 2 per multiply-add; training = forward + '
            'backward); "% of matmul" is the GFLOP/s reached over the fp32 matmul rate '
-           f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is `training.fit` "
-           f"after an untimed first epoch, {result.get('pipeline_epochs', 1)} epoch(s) timed whole, one by one, each beside the bare "
-           'step timed right before it (the median ratio is quoted); online scoring is one pass of `watch.watch` (timed once, whole).')
+           f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is one call of "
+           f"`training.fit`: an untimed first epoch, then {result.get('pipeline_epochs', 1)} epoch(s) timed whole, one by one, each "
+           f"beside the bare step timed right before it{_bare_steps(result)} (the median ratio is quoted); online scoring is one "
+           'pass of `watch.watch` (timed once, whole).')
     if result['device'].startswith('cuda') and result.get('tf32', {}).get('cudnn'):
         cap += (' On CUDA the matmul reference is plain fp32, but torch lets cuDNN run convolutions in TF32 '
                 '(torch.backends.cudnn.allow_tf32), so a network can pass 100%.')

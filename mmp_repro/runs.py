@@ -50,7 +50,7 @@ def atomic_savetxt(path: str | Path, values: np.ndarray, fmt: str = '%.6f') -> P
     return atomic_write_bytes(path, buf.getvalue())
 
 # %% ../nbs/00a_runs.ipynb #7bab94c9
-VERIFIED_FORMAT = 'mmp_repro.verified/1'
+VERIFIED_FORMAT = 'mmp_repro.verified/2'  # 2: the payload as a uint8 tensor; 1 (bytes) is still read
 
 class CorruptFileError(RuntimeError):
     "A saved artifact whose checksum or structure does not match what was written."
@@ -58,10 +58,13 @@ class CorruptFileError(RuntimeError):
 def save_verified(obj: Any, path: str | Path) -> Path:
     "`torch.save` of `obj`, wrapped with its SHA-256 and written atomically; read it back with `load_verified`."
     buf = io.BytesIO(); torch.save(obj, buf)
-    payload = buf.getvalue()
+    payload = buf.getbuffer()
+    # a tensor is stored as raw bytes; a `bytes` object goes through pickle protocol 2 as a latin-1 string, 5.5x
+    # slower to write, 8x slower to read and 1.5x larger on disk (a 14.6 MB checkpoint: 160 ms against 28 ms)
     outer = io.BytesIO()
-    torch.save({'format': VERIFIED_FORMAT, 'sha256': hashlib.sha256(payload).hexdigest(), 'payload': payload}, outer)
-    return atomic_write_bytes(path, outer.getvalue())
+    torch.save({'format': VERIFIED_FORMAT, 'sha256': hashlib.sha256(payload).hexdigest(),
+                'payload': torch.frombuffer(payload, dtype=torch.uint8)}, outer)
+    return atomic_write_bytes(path, outer.getbuffer())
 
 def load_verified(path: str | Path, weights_only: bool = False) -> Any:
     "The object saved by `save_verified`; `CorruptFileError` naming the file when it was changed or cut short."
@@ -69,9 +72,10 @@ def load_verified(path: str | Path, weights_only: bool = False) -> Any:
     if not path.is_file(): raise FileNotFoundError(f'{path} not found')
     try: outer = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise CorruptFileError(f'{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
-    if not isinstance(outer, dict) or outer.get('format') != VERIFIED_FORMAT:
+    if not isinstance(outer, dict) or outer.get('format') not in (VERIFIED_FORMAT, 'mmp_repro.verified/1'):
         raise CorruptFileError(f'{path}: not a checksummed mmp_repro file (made by an older version, or another program)')
     payload = outer.get('payload')
+    if torch.is_tensor(payload) and payload.dtype == torch.uint8 and payload.dim() == 1: payload = payload.numpy().tobytes()
     if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer.get('sha256'):
         raise CorruptFileError(f'{path}: SHA-256 mismatch: the file changed after it was written (disk or copy error?)')
     return torch.load(io.BytesIO(payload), map_location='cpu', weights_only=weights_only)

@@ -287,8 +287,10 @@ def write_log(path: str | Path, records: list[dict]) -> Path:
 
 def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Path, mask_fn: Callable,
         net_args: dict | None = None, device: str | torch.device | None = None, resume: bool = True,
-        max_epochs: int | None = None, progress: bool = True, identity: dict | None = None) -> Path:
-    "Train `model` on `dataset` with Algorithm 1; return `run_dir` (holding last.pt and log.jsonl)."
+        max_epochs: int | None = None, progress: bool = True, identity: dict | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> Path:
+    """Train `model` on `dataset` with Algorithm 1; return `run_dir` (holding last.pt and log.jsonl).
+    `on_epoch(record)` is called on rank 0 after each epoch, once its checkpoint and log line are written."""
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else get_device()
     seed_everything(cfg.seed)
@@ -324,6 +326,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
             if progress:
                 losses = ' '.join(f"{a}={record[f'loss_{a}']:.4f}" for a in cfg.aspects)
                 print(f'epoch {epoch + 1}/{cfg.epochs}: {losses}', file=sys.stderr, flush=True)
+            if on_epoch is not None: on_epoch(record)
     # every rank leaves together: the checkpoint exists for all, and no rank tears down its
     # process group while rank 0 is still writing
     if distributed: dist.barrier()
