@@ -143,35 +143,43 @@ def layer_speeds(net: NetConfig, batch: int, matmul: float, calls: int = 5, warm
     device = torch.device(device)
     tc = TrainConfig()
     layout = torch.channels_last if uses_channels_last(tc, device) else torch.contiguous_format
+    autocast = autocast_dtype(tc, device)  # the precision the step runs in (bf16 on CUDA)
+    amp = lambda: torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None)
     model = MMPAMS(net).to(device).train()
     if layout == torch.channels_last: model = model.to(memory_format=layout)
     x = random_batch(net, batch, seed=seed)['x_mp'].to(device).contiguous(memory_format=layout)
     seen = []
     kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0].requires_grad, o.shape)))
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, i[0].shape, i[0].requires_grad, o.shape, o.dtype)))
              for m in model.modules() if isinstance(m, kinds)]
-    try: model(x)  # with autograd on, so that requires_grad says which inputs the step differentiates
+    try:
+        with amp(): model(x)  # with autograd on, so that requires_grad says which inputs the step differentiates
     finally:
         for h in hooks: h.remove()
     g = torch.Generator().manual_seed(seed)
     rows = {}
-    for m, in_shape, needs_grad, out_shape in seen:
-        like = lambda shape: torch.randn(shape, generator=g).to(device).contiguous(
+    for m, in_shape, needs_grad, out_shape, out_dtype in seen:
+        like = lambda shape, dtype=torch.float32: torch.randn(shape, generator=g).to(device, dtype).contiguous(
             memory_format=layout if len(shape) == 4 else torch.contiguous_format)
-        inp, grad_out = like(in_shape).requires_grad_(needs_grad), like(out_shape)
-        step = lambda: m(inp).backward(grad_out)
+        inp, grad_out = like(in_shape).requires_grad_(needs_grad), like(out_shape, out_dtype)
+        def step():
+            # fresh gradients each call, as after the step's zero_grad(set_to_none=True): none summed into an older one
+            inp.grad = None; m.zero_grad(set_to_none=True)
+            with amp(): out = m(inp)
+            out.backward(grad_out)
         flops = count_flops(step)
         s = median_seconds(step, calls, warmup, device)
-        key = (type(m).__name__, in_shape[1], out_shape[1], in_shape[-1] if len(in_shape) == 4 else 1,
-               out_shape[-1] if len(out_shape) == 4 else 1)
+        m.zero_grad(set_to_none=True)
+        conv = len(in_shape) == 4
+        key = (type(m).__name__, in_shape[1] if conv else in_shape[-1], out_shape[1] if conv else out_shape[-1],
+               in_shape[-1] if conv else 1, out_shape[-1] if conv else 1)
         r = rows.setdefault(key, dict(kind=key[0], c_in=key[1], c_out=key[2], size_in=key[3], size_out=key[4], layers=0,
                                       gflop=0.0, ms=0.0))
         r['layers'] += 1; r['gflop'] += flops / 1e9; r['ms'] += 1e3 * s
-    model.zero_grad(set_to_none=True)
     table = sorted(rows.values(), key=lambda r: -r['ms'])
     for r in table: r['pct'] = pct_of(r['gflop'] * 1e9, 1e3 / r['ms'], matmul)
     gflop, ms = sum(r['gflop'] for r in table), sum(r['ms'] for r in table)
-    return dict(batch=batch, layers=len(seen), gflop=gflop, ms=ms, gflops=gflop / ms * 1e3, pct=pct_of(gflop * 1e9, 1e3 / ms, matmul),
+    return dict(batch=batch, layers=len({id(m) for m, *_ in seen}), calls=len(seen), gflop=gflop, ms=ms, gflops=gflop / ms * 1e3, pct=pct_of(gflop * 1e9, 1e3 / ms, matmul),
                 table=table)
 
 # %% ../nbs/17g_bench.ipynb #d0b0090d
@@ -351,6 +359,10 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
 # %% ../nbs/17g_bench.ipynb #af371d87
 def _net_label(r: dict) -> str: return f"{r['crop']} px, width {r['width']:g}"
 
+def _loop_calls(result: dict) -> str:
+    # perf.json files written before loop_calls existed timed each epoch in a call of fit of its own, resumed
+    return 'one call of ' if (result.get('config') or {}).get('loop_calls') else 'one resumed call per epoch of '
+
 def _bare_steps(result: dict) -> str:
     n = (result.get('config') or {}).get('loop_calls')
     return f' over {n} steps' if n else ''
@@ -381,10 +393,11 @@ def perf_table(result: dict) -> pd.DataFrame:
                 ('forward, NN loss of every aspect, backward, Adam' if k == 'train' else 'forward, no gradients')
                 + (' (the paper\'s network)' if name == 'full' else ''))
     for name, l in (result.get('layers') or {}).items():
-        step_ms = 1e3 * result['networks'][name]['train_s']
-        row(f'its layers alone ({name})', _net_label(result['networks'][name]), l['batch'], l['gflops'], 'GFLOP/s', l['gflops'], l['pct'],
-            f"{l['layers']} convolution and linear layers, each timed alone (forward + backward at its shape in the step): "
-            f"{l['ms']:.4g} ms in all against the step's {step_ms:.4g} ms; the step's ceiling with these kernels")
+        net = result['networks'].get(name, {})
+        against = f" against the step's {1e3 * net['train_s']:.4g} ms" if 'train_s' in net else ''
+        row(f'its layers alone ({name})', _net_label(net) if net else name, l['batch'], l['gflops'], 'GFLOP/s', l['gflops'], l['pct'],
+            f"{l['layers']} convolution and linear layers ({l.get('calls', l['layers'])} calls), each call timed alone (forward + "
+            f"backward at its shape in the step): {l['ms']:.4g} ms in all{against}; the step's ceiling with these kernels")
     p = result['pipeline_net']
     row('pipeline training loop (fit)', _net_label(p), result['batch'], result['pipeline_train_samples_per_s'], 'samples/s',
         result['pipeline_pct_of_matmul'] * result['matmul_gflops'] / 100, result['pipeline_pct_of_matmul'],
@@ -413,8 +426,8 @@ def perf_caption(result: dict) -> str:
            f"{result['timed_calls']} timed calls after {result['warmup_calls']} warm-up call(s), batch {result['batch']}. "
            'FLOPs are counted by torch.utils.flop_counter (matmuls and convolutions, 2 per multiply-add; training = forward + '
            'backward); "% of matmul" is the GFLOP/s reached over the fp32 matmul rate '
-           f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is one call of "
-           f"`training.fit`: an untimed first epoch, then {result.get('pipeline_epochs', 1)} epoch(s) timed whole, one by one, each "
+           f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is "
+           f"{_loop_calls(result)}`training.fit`: an untimed first epoch, then {result.get('pipeline_epochs', 1)} epoch(s) timed whole, one by one, each "
            f"beside the bare step timed right before it{_bare_steps(result)} (the median ratio is quoted); online scoring is one "
            'pass of `watch.watch` (timed once, whole).')
     if result['device'].startswith('cuda') and result.get('tf32', {}).get('cudnn'):

@@ -326,7 +326,7 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
             if progress:
                 losses = ' '.join(f"{a}={record[f'loss_{a}']:.4f}" for a in cfg.aspects)
                 print(f'epoch {epoch + 1}/{cfg.epochs}: {losses}', file=sys.stderr, flush=True)
-            if on_epoch is not None: on_epoch(record)
+            if on_epoch is not None: on_epoch(dict(record))  # a copy: the log and checkpoints keep their own
     # every rank leaves together: the checkpoint exists for all, and no rank tears down its
     # process group while rank 0 is still writing
     if distributed: dist.barrier()
