@@ -32,7 +32,7 @@ from .losses import mmp_loss
 from .masks import apply_mask, random_patch_masks
 from .networks import MMPAMS, NetConfig, aspect_loss_sum, net_config, parameter_counts, random_batch, time_train_step
 from .objects import ObjectDataset, ObjectSamples
-from .pipeline import PipelineConfig, claim_run, extract_stage, mask_for, score_stage, train_stage
+from .pipeline import DATASET_PRESETS, PipelineConfig, claim_run, extract_stage, mask_for, score_stage, train_stage
 from .training import TrainConfig, autocast_dtype, fit, uses_channels_last
 from .video import Video, VideoFileFrames, write_video
 
@@ -264,8 +264,9 @@ def watch_speed(cfg: PipelineConfig, train: list[ObjectSamples], n_frames: int =
         try: found[what] = find(given)
         except FileNotFoundError as e: return {**skipped_watch(f'online scoring skipped: {what} not found'), 'watch_missing': str(e)}
     video, weights = found['vtest.avi'], found['YOLOv3-tiny']
+    # a camera's video gets the flow of real footage (DATASET_PRESETS['folder']), whatever the street's own is
     wcfg = replace(cfg, detection_preset='vtest', detector_weights=str(weights), location_steps=min(cfg.location_steps, 50),
-                   train=replace(cfg.train, epochs=1))
+                   train=replace(cfg.train, epochs=1), objects=replace(cfg.objects, flow=DATASET_PRESETS['folder'].flow))
     with tempfile.TemporaryDirectory(prefix='mmp-bench-watch-') as tmp:
         tmp = Path(tmp)
         src = VideoFileFrames(video)
@@ -321,14 +322,15 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
         train, _, _ = extract_stage(pcfg, progress=progress)
         lap('street objects (cached after the first run)')
         same = [n for n in NET_NAMES if net_config(n) == pcfg.net]
-        step = network_speed(pcfg.net, cfg.batch, matmul, cfg.calls, cfg.warmup, dev, seed)  # its FLOPs and layout
+        # its FLOPs and layout: those of the preset timed above when the street trains that network
+        step = nets[same[0]] if same else network_speed(pcfg.net, cfg.batch, matmul, cfg.calls, cfg.warmup, dev, seed)
         # the bare step is timed again right before each timed epoch of the loop: both then see the same load on the machine
         bare = lambda: cfg.batch / time_train_step(pcfg.net, cfg.batch, cfg.loop_calls, cfg.warmup, dev, step['channels_last'],
                                                    autocast_dtype(TrainConfig(), dev))
         loop = pipeline_loop_speed(pcfg, train, cfg.batch, cfg.pipeline_objects, dev, cfg.loop_epochs, beside=bare)
         ratio, step_rate = loop['ratio'], loop['beside_rate']
         _say(progress, f"pipeline loop: {loop['samples_per_s']:.1f} samples/s over {loop['objects']} objects, {ratio:.2f} x the bare step "
-                       f"(median of {len(loop['ratios'])} epochs: " + ', '.join(f'{r:.2f}' for r in loop['ratios']) + ')')
+                       f"({_epochs({'pipeline_epoch_ratios': loop['ratios']})})")
         lap('pipeline loop')
         image = image_step_speed(cfg.scale, matmul, cfg.calls, cfg.warmup, dev, seed)
         _say(progress, f"image study step: {image['images_per_s']:.1f} images/s"); lap('image step')
@@ -358,14 +360,6 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
 
 # %% ../nbs/17g_bench.ipynb #af371d87
 def _net_label(r: dict) -> str: return f"{r['crop']} px, width {r['width']:g}"
-
-def _loop_calls(result: dict) -> str:
-    # perf.json files written before loop_calls existed timed each epoch in a call of fit of its own, resumed
-    return 'one call of ' if (result.get('config') or {}).get('loop_calls') else 'one resumed call per epoch of '
-
-def _bare_steps(result: dict) -> str:
-    n = (result.get('config') or {}).get('loop_calls')
-    return f' over {n} steps' if n else ''
 
 def _epochs(result: dict) -> str:
     "How many epochs of the loop were timed, with each one's ratio to the bare step timed right before it."
@@ -419,7 +413,7 @@ def perf_table(result: dict) -> pd.DataFrame:
 
 def perf_caption(result: dict) -> str:
     "What ran where: machine, threads, precision, load, timed calls (medians), and how the loop and watch were timed."
-    m = result['machine']
+    m, bare_steps = result['machine'], (result.get('config') or {}).get('loop_calls')
     cap = (f"Speed on this machine (`mmp_repro bench --scale {result['scale']}`): {m['cpu']}, {m['cores']} cores, "
            f"{result['torch_threads']} torch thread(s), {result['device']}, fp32, torch {result['torch']}; load average "
            f"{result['load_avg']} before the timings ({result['load_avg_after']} after). Network rates are the median of "
@@ -427,8 +421,10 @@ def perf_caption(result: dict) -> str:
            'FLOPs are counted by torch.utils.flop_counter (matmuls and convolutions, 2 per multiply-add; training = forward + '
            'backward); "% of matmul" is the GFLOP/s reached over the fp32 matmul rate '
            f"({result['matmul_gflops']:.1f} GFLOP/s, {result['matmul_n']}x{result['matmul_n']}). The pipeline loop is "
-           f"{_loop_calls(result)}`training.fit`: an untimed first epoch, then {result.get('pipeline_epochs', 1)} epoch(s) timed whole, one by one, each "
-           f"beside the bare step timed right before it{_bare_steps(result)} (the median ratio is quoted); online scoring is one "
+           # perf.json files written before loop_calls existed timed each epoch in a resumed call of fit of its own
+           f"{'one call of' if bare_steps else 'one resumed call per epoch of'} `training.fit`: an untimed first epoch, then "
+           f"{result.get('pipeline_epochs', 1)} epoch(s) timed whole, one by one, each beside the bare step timed right before it"
+           f"{f' over {bare_steps} steps' if bare_steps else ''} (the median ratio is quoted); online scoring is one "
            'pass of `watch.watch` (timed once, whole).')
     if result['device'].startswith('cuda') and result.get('tf32', {}).get('cudnn'):
         cap += (' On CUDA the matmul reference is plain fp32, but torch lets cuDNN run convolutions in TF32 '

@@ -57,6 +57,7 @@ def _flag_settings(args: argparse.Namespace) -> dict:
     if args.no_location: over['location'] = False
     # `is not None`, not truthiness: `--epochs 0` must reach the check and fail, not turn into the preset's value
     if args.n_preds is not None: over['net'] = {'n_preds': args.n_preds}
+    if getattr(args, 'flow', None) is not None: over['objects'] = {'flow': args.flow}
     train = {k: v for k, v in (('epochs', args.epochs), ('objective', args.objective), ('batch_size', args.batch_size),
                                ('num_workers', args.num_workers)) if v is not None}
     if args.channels_last is not None: train['channels_last'] = args.channels_last == 'on'
@@ -219,6 +220,8 @@ def _add_run_flags(p: argparse.ArgumentParser, run_settings: bool) -> None:
     g.add_argument('--mask-patch', type=int, default=None, help='mask grid cell in px (Table 6a)')
     g.add_argument('--mask-ratio', type=float, default=None, help='fraction of cells removed, 0 = no mask (Tables 5, 6b)')
     g.add_argument('--window', type=int, default=None, help='frames per sample (Table 9)')
+    g.add_argument('--flow', default=None, help="optical flow: dis, farneback or farneback-small (default: the dataset's; "
+                   "the street's is farneback-small)")
     g.add_argument('--no-location', action='store_true', help='do not train the location module')
     g.add_argument('--location-steps', type=int, default=None, help='optimiser steps of the location module (default: the scale\'s)')
     g.add_argument('--location-model', choices=['paper', 'mixture'], default=None,

@@ -13,8 +13,8 @@ import numpy as np
 from .detection import check_frame
 
 # %% auto #0
-__all__ = ['FlowFn', 'DIS_PRESETS', 'to_gray', 'DISFlow', 'FarnebackFlow', 'LearnedFlow', 'make_flow', 'compute_flow',
-           'flow_magnitude', 'video_flows', 'warp_back', 'flow_to_color']
+__all__ = ['FlowFn', 'DIS_PRESETS', 'FARNEBACK_SMALL', 'FLOW_METHODS', 'to_gray', 'DISFlow', 'FarnebackFlow', 'LearnedFlow',
+           'make_flow', 'compute_flow', 'flow_magnitude', 'video_flows', 'warp_back', 'flow_to_color']
 
 # %% ../nbs/09_flow.ipynb #8f44b139
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frame_t, frame_t1) -> (H, W, 2) float32 forward flow
@@ -70,12 +70,19 @@ class LearnedFlow:
 # %% ../nbs/09_flow.ipynb #db6b1f79
 _CACHE: dict = {}
 
+# Farneback with a 9 px window over 4 pyramid levels: on the street it follows small fast objects that DIS and
+# Farneback's usual 15 px window lose (17a_street_mmp, "Would another flow estimator see the running?")
+FARNEBACK_SMALL = dict(levels=4, winsize=9, iterations=5, poly_sigma=1.1)
+FLOW_METHODS = ('dis', 'farneback', 'farneback-small')
+
 def make_flow(method: str | FlowFn = 'dis', **kwargs) -> FlowFn:
-    "A flow function: `'dis'` (kwargs `preset`, `rgb`), `'farneback'` (its parameters) or a callable (learned)."
+    """A flow function: `'dis'` (kwargs `preset`, `rgb`), `'farneback'` (its parameters, OpenCV's usual ones by default),
+    `'farneback-small'` (Farneback with `FARNEBACK_SMALL`) or a callable (learned)."""
     if callable(method): return LearnedFlow(method, **kwargs)
     if method == 'dis': return DISFlow(**kwargs)
     if method == 'farneback': return FarnebackFlow(**kwargs)
-    raise ValueError(f"unknown flow method {method!r}: expected 'dis', 'farneback' or a callable fn(frame_t, frame_t1)")
+    if method == 'farneback-small': return FarnebackFlow(**{**FARNEBACK_SMALL, **kwargs})
+    raise ValueError(f"unknown flow method {method!r}: expected one of {FLOW_METHODS} or a callable fn(frame_t, frame_t1)")
 
 def compute_flow(frame_t: np.ndarray, frame_t1: np.ndarray, method: str | FlowFn = 'dis', **kwargs) -> np.ndarray:
     "Forward flow `(H, W, 2)` float32 from `frame_t` to `frame_t1`, both `(H, W, 3)` uint8 BGR."

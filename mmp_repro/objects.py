@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .detection import Detections, Detector, N_CLASSES, nms
-from .flow import make_flow
+from .flow import FLOW_METHODS, make_flow
 from .runs import source_hash
 from .video import Video
 
@@ -42,13 +42,14 @@ class ObjectConfig:
     window: int = 2              # frames per sample: the present and window-1 futures (Table 9: 2-5)
     window_nms_iou: float = 0.5  # NMS over the boxes pooled in a window (Table 9)
     flow_scale: float = 10.0     # px/frame mapped to 1.0 before clipping
-    flow: str = 'dis'            # optical flow method (mmp_repro.flow)
+    flow: str = 'dis'            # optical flow method: one of mmp_repro.flow.FLOW_METHODS
 
     def __post_init__(self):
         if self.crop_size < 8: raise ValueError(f'crop_size must be >= 8, got {self.crop_size}')
         if not 2 <= self.window <= 16: raise ValueError(f'window must lie in [2, 16], got {self.window}')
         if not 0 < self.window_nms_iou <= 1 or self.flow_scale <= 0:
             raise ValueError('need 0 < window_nms_iou <= 1 and flow_scale > 0')
+        if self.flow not in FLOW_METHODS: raise ValueError(f'flow must be one of {FLOW_METHODS}, got {self.flow!r}')
 
 # %% ../nbs/10_objects.ipynb #1385d8c1
 def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:

@@ -121,7 +121,8 @@ def test_export_json_describes_the_model(smoke_run, tmp_path):
     assert spec['weights']['gamma'] == 0.0 and spec['score_weights'] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     assert spec['class_names'][:3] == ['person', 'bicycle', 'car'] and len(spec['class_names']) == 80
     assert spec['mask'] == {**spec['mask'], 'patch': 4, 'ratio': 0.5, 'seed': 0}
-    assert spec['crop']['size'] == 16 and spec['flow'] == {'method': 'dis', 'flow_scale': 10.0, 'units': 'px/frame'}
+    # a street run: the street's flow preset, which a user's own extractor must reproduce
+    assert spec['crop']['size'] == 16 and spec['flow'] == {'method': 'farneback-small', 'flow_scale': 10.0, 'units': 'px/frame'}
     # every input as fed above: its name, dtype and shape (B stands for the batch)
     for entry in spec['inputs']:
         x = s['inputs'][entry['name']]

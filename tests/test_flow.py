@@ -24,7 +24,7 @@ def _scene(shift: int = 0) -> np.ndarray:
     return f
 
 
-@pytest.mark.parametrize('method, kw', [('dis', {}), ('dis', {'preset': 'ultrafast'}), ('farneback', {})])
+@pytest.mark.parametrize('method, kw', [('dis', {}), ('dis', {'preset': 'ultrafast'}), ('farneback', {}), ('farneback-small', {})])
 def test_forward_flow_points_where_the_object_goes(method, kw):
     f0, f1 = _scene(0), _scene(4)
     flow = compute_flow(f0, f1, method, **kw)
