@@ -121,7 +121,7 @@ def street_epoch(tmp: Path) -> None:
     t = time.perf_counter()
     train, _, _ = extract_stage(cfg, cache_root=tmp / 'objects', progress=False)
     n = sum(len(s) for s in train)
-    say(f'extraction (street generated, DIS flow, crops): {time.perf_counter() - t:.1f} s, {n} training objects')
+    say(f'extraction (street generated, {cfg.objects.flow} flow, crops): {time.perf_counter() - t:.1f} s, {n} training objects')
     t = time.perf_counter()
     train_stage(cfg, train, tmp / 'run', 'cuda', progress=True)
     torch.cuda.synchronize()

@@ -89,6 +89,12 @@ def test_flags_override_the_file_and_the_file_overrides_the_preset(tmp_path):
     full.write_text(json.dumps({k: v for k, v in got.items() if k not in ('run_dir', 'device')}))
     got = json.loads(cli('config', '--print', '--json', '--config', full, '--window', '3')[1])
     assert (got['objects']['window'], got['net']['frame_channels'], got['net']['flow_channels']) == (3, 6, 2)
+    # the flow: the street's preset, a file's choice over it, and a flag over the file
+    assert got['objects']['flow'] == 'farneback-small'
+    (tmp_path / 'dis.yaml').write_text('scale: smoke\nobjects:\n  flow: dis\n')
+    assert json.loads(cli('config', '--print', '--json', '--config', tmp_path / 'dis.yaml')[1])['objects']['flow'] == 'dis'
+    got = json.loads(cli('config', '--print', '--json', '--config', tmp_path / 'dis.yaml', '--flow', 'farneback')[1])
+    assert got['objects']['flow'] == 'farneback'
 
 
 def test_unknown_key_names_the_file_the_key_and_the_nearest_key(tmp_path):

@@ -97,3 +97,20 @@ def test_the_plaza_runs_on_its_true_boxes_with_the_vtest_thresholds():
     assert (cfg.dataset, cfg.detector, cfg.detection_preset) == ('plaza', 'oracle', 'vtest')
     with pytest.raises(ValueError, match='oracle detector exists only'):
         PipelineConfig.for_scale('smoke', dataset='ped2', detector='oracle')
+
+
+@pytest.mark.parametrize('dataset, flow', [('street', 'farneback-small'), ('plaza', 'dis'), ('folder', 'dis'), ('ped2', 'dis'),
+                                           ('avenue', 'dis'), ('shanghaitech', 'dis')])
+def test_each_dataset_has_its_flow_and_the_flag_wins(dataset, flow):
+    # the street's small flat sprites get Farneback with a 9 px window; real footage keeps DIS (17a_street_mmp compares them)
+    root = ['--root', 'x'] if dataset == 'folder' else []
+    assert cli_config('--dataset', dataset, *root).objects.flow == flow
+    other = 'dis' if flow != 'dis' else 'farneback-small'
+    assert cli_config('--dataset', dataset, *root, '--flow', other).objects.flow == other
+    assert PipelineConfig.for_scale('smoke', dataset=dataset, objects={'flow': other}, **({'detector': 'yolov3-tiny'}
+                                    if dataset not in ('street', 'plaza') else {})).objects.flow == other
+
+
+def test_an_unknown_flow_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"flow \(--flow\) must be one of \['dis', 'farneback', 'farneback-small'\], got 'flownet2'"):
+        cli_config('--flow', 'flownet2')
