@@ -26,7 +26,7 @@ from .core import as_scale, get_device, markdown_table, save_figure, save_json, 
 from .detection import find_yolov3_tiny
 from .extraction_report import count_flops, machine_summary, matmul_gflops, resized_video
 from .video import find_vtest
-from .image_study import build_image_net
+from .image_study import ImageTrainConfig, build_image_net, trains_in_bf16
 from .image_tables import ImageStudyConfig
 from .losses import mmp_loss
 from .masks import apply_mask, random_patch_masks
@@ -109,7 +109,8 @@ def pct_of(flops_per_sample: float, samples_per_s: float, matmul: float) -> floa
 def network_speed(net: NetConfig, batch: int, matmul: float, calls: int = 5, warmup: int = 1,
                   device: str | torch.device = 'cpu', seed: int = 0) -> dict:
     """Median training step and inference of `MMPAMS(net)` at `batch`: seconds, samples/s, GFLOP/s and % of `matmul`.
-    Both in the layout and autocast dtype that training uses on `device` (`TrainConfig`'s defaults)."""
+    The step in the layout and autocast dtype that training uses on `device` (`TrainConfig`'s defaults); inference in
+    that layout and in fp32, as scoring runs it (`scoring.model_losses`)."""
     device = torch.device(device)
     tc = TrainConfig()
     channels_last, autocast = uses_channels_last(tc, device), autocast_dtype(tc, device)
@@ -122,8 +123,7 @@ def network_speed(net: NetConfig, batch: int, matmul: float, calls: int = 5, war
     model.eval()
     if channels_last: model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     def infer():
-        with torch.no_grad(), torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            return model(x)
+        with torch.no_grad(): return model(x)
     infer_s = median_seconds(infer, calls, warmup, device)
     train_s = time_train_step(net, batch, steps=calls, warmup=warmup, device=device, channels_last=channels_last, autocast=autocast)
     out = dict(crop=net.crop_size, width=net.width, n_preds=net.n_preds, params_M=parameter_counts(model)['total'] / 1e6,
@@ -238,9 +238,12 @@ def image_step_speed(scale: str, matmul: float, calls: int = 5, warmup: int = 1,
     x = torch.rand(B, net_cfg.in_channels, S, S, generator=g).to(device).contiguous(memory_format=layout)
     unused = torch.zeros(icfg.n_preds, dtype=torch.bool, device=device)
     patch = icfg.patch_px(icfg.main_patch)
+    bf16 = trains_in_bf16(ImageTrainConfig(), device)  # the precision the image study trains in
     def loss_of(xb):
         mask = random_patch_masks(len(xb), (S, S), patch, icfg.main_ratio, g, device)
-        return mmp_loss(model(apply_mask(xb, mask)), xb, 'nn_np', unused, icfg.lam)[0]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            preds = model(apply_mask(xb, mask))
+        return mmp_loss(preds.float(), xb, 'nn_np', unused, icfg.lam)[0]
     def step():
         loss = loss_of(x)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
@@ -248,6 +251,7 @@ def image_step_speed(scale: str, matmul: float, calls: int = 5, warmup: int = 1,
     model.zero_grad(set_to_none=True)
     s = median_seconds(step, calls, warmup, device)
     return dict(image_size=S, net_width=net_cfg.net_width, n_preds=icfg.n_preds, batch=B, seconds=s, images_per_s=B / s,
+                precision='bf16' if bf16 else 'fp32',
                 gflop_train=flops / 1e9, gflops=flops * B / s / 1e9, pct=pct_of(flops, B / s, matmul))
 
 # %% ../nbs/17g_bench.ipynb #80690847
@@ -411,11 +415,16 @@ def perf_table(result: dict) -> pd.DataFrame:
         if wall is not None: row('watch: wall', '', '', 1000 * wall / frames, 'ms/frame', note=f'{wall:.2f} s, as watch timed its pass')
     return pd.DataFrame(rows)
 
+def _train_precision(result: dict) -> str:
+    # perf.json files written before the CPU trained in bf16 carry fp32 or no precision at all
+    return (result.get('networks') or {}).get('quick', {}).get('autocast') or 'fp32'
+
 def perf_caption(result: dict) -> str:
     "What ran where: machine, threads, precision, load, timed calls (medians), and how the loop and watch were timed."
     m, bare_steps = result['machine'], (result.get('config') or {}).get('loop_calls')
     cap = (f"Speed on this machine (`mmp_repro bench --scale {result['scale']}`): {m['cpu']}, {m['cores']} cores, "
-           f"{result['torch_threads']} torch thread(s), {result['device']}, fp32, torch {result['torch']}; load average "
+           f"{result['torch_threads']} torch thread(s), {result['device']}, training steps in {_train_precision(result)}, "
+           f"inference in fp32, torch {result['torch']}; load average "
            f"{result['load_avg']} before the timings ({result['load_avg_after']} after). Network rates are the median of "
            f"{result['timed_calls']} timed calls after {result['warmup_calls']} warm-up call(s), batch {result['batch']}. "
            'FLOPs are counted by torch.utils.flop_counter (matmuls and convolutions, 2 per multiply-add; training = forward + '

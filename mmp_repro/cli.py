@@ -62,7 +62,7 @@ def _flag_settings(args: argparse.Namespace) -> dict:
                                ('num_workers', args.num_workers)) if v is not None}
     if args.channels_last is not None: train['channels_last'] = args.channels_last == 'on'
     if args.compile: train['compile'] = True
-    if args.amp is not None:  # off | fp16 | bf16: CUDA autocast; bf16 also turns on bf16 autocast on the CPU
+    if args.amp is not None:  # off | fp16 | bf16: CUDA autocast; bf16 also forces bf16 on any CPU, fp16 and off keep the CPU in fp32
         train.update(amp=args.amp != 'off', amp_dtype='bfloat16' if args.amp == 'bf16' else 'float16', cpu_bf16=args.amp == 'bf16')
     if train: over['train'] = train
     return over
@@ -236,7 +236,7 @@ def _add_run_flags(p: argparse.ArgumentParser, run_settings: bool) -> None:
                    'under torchrun the batch of all processes together')
     s_ = p.add_argument_group('speed (the same numbers up to rounding; see `mmp_repro bench`)')
     s_.add_argument('--amp', choices=['off', 'fp16', 'bf16'], default=None,
-                    help='mixed precision: bf16 (the default on CUDA; also turns on bf16 on the CPU) or fp16 (with a gradient scaler); off: fp32')
+                    help='mixed precision: bf16 (the default on CUDA, and on a CPU with bf16 units) or fp16 (CUDA, with a gradient scaler); off: fp32')
     s_.add_argument('--channels-last', choices=['on', 'off'], default=None,
                     help='NHWC memory layout for the convolutions (default: on for the CPU, off on CUDA, as measured)')
     s_.add_argument('--compile', action='store_true', help='torch.compile the network (a C++ compiler on the CPU, Triton on CUDA)')

@@ -21,6 +21,7 @@ from torch import nn
 from . import __version__
 from .core import save_json
 from .detection import COCO_CLASSES
+from .flow import flow_parameters
 from .location import LocationMixture, LocationModule, boxes_to_location, location_nll
 from .losses import nn_loss
 from .masks import _mix31, grid_shape, n_removed
@@ -183,7 +184,8 @@ def export_spec(run_dir: str | Path, scorer: ObjectScorer, cfg: PipelineConfig, 
         'alarm': json.loads(alarm.read_text()) if alarm.is_file() else None,
         'class_names': class_names(cfg.net.n_classes),
         'crop': {'size': cfg.net.crop_size, 'window': cfg.objects.window, 'color': 'RGB'},
-        'flow': {'method': cfg.objects.flow, 'flow_scale': cfg.objects.flow_scale, 'units': 'px/frame'},
+        'flow': {'method': cfg.objects.flow, 'flow_scale': cfg.objects.flow_scale, 'units': 'px/frame',
+                 'opencv': flow_parameters(cfg.objects.flow)},
         'mask': {'patch': cfg.mask_patch, 'ratio': cfg.mask_ratio, 'seed': cfg.seed,
                  'where': 'inside the graph: cells drawn from (frame_idx, rounded box), as `mmp_repro score` draws them'
                           if cfg.mask_ratio > 0 else 'none (mask_ratio 0)'}}

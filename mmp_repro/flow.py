@@ -13,8 +13,9 @@ import numpy as np
 from .detection import check_frame
 
 # %% auto #0
-__all__ = ['FlowFn', 'DIS_PRESETS', 'FARNEBACK_SMALL', 'FLOW_METHODS', 'to_gray', 'DISFlow', 'FarnebackFlow', 'LearnedFlow',
-           'make_flow', 'compute_flow', 'flow_magnitude', 'video_flows', 'warp_back', 'flow_to_color']
+__all__ = ['FlowFn', 'DIS_PRESETS', 'FARNEBACK_SMALL', 'FLOW_METHODS', 'FARNEBACK_ARGS', 'to_gray', 'DISFlow', 'FarnebackFlow',
+           'LearnedFlow', 'make_flow', 'flow_parameters', 'compute_flow', 'flow_magnitude', 'video_flows', 'warp_back',
+           'flow_to_color']
 
 # %% ../nbs/09_flow.ipynb #8f44b139
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frame_t, frame_t1) -> (H, W, 2) float32 forward flow
@@ -83,6 +84,14 @@ def make_flow(method: str | FlowFn = 'dis', **kwargs) -> FlowFn:
     if method == 'farneback': return FarnebackFlow(**kwargs)
     if method == 'farneback-small': return FarnebackFlow(**{**FARNEBACK_SMALL, **kwargs})
     raise ValueError(f"unknown flow method {method!r}: expected one of {FLOW_METHODS} or a callable fn(frame_t, frame_t1)")
+
+FARNEBACK_ARGS = ('pyr_scale', 'levels', 'winsize', 'iterations', 'poly_n', 'poly_sigma', 'flags')
+
+def flow_parameters(method: str) -> dict:
+    "The OpenCV call and parameters behind `method`, for reproducing its flow outside this library (grey frames from RGB)."
+    f = make_flow(method, rgb=True)
+    if isinstance(f, DISFlow): return {'opencv': 'DISOpticalFlow_create', 'preset': f.preset}
+    return {'opencv': 'calcOpticalFlowFarneback', **dict(zip(FARNEBACK_ARGS, f.params))}
 
 def compute_flow(frame_t: np.ndarray, frame_t1: np.ndarray, method: str | FlowFn = 'dis', **kwargs) -> np.ndarray:
     "Forward flow `(H, W, 2)` float32 from `frame_t` to `frame_t1`, both `(H, W, 3)` uint8 BGR."

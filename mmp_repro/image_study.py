@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import cache_dir, find_data_root, get_device, seed_everything
+from .core import cache_dir, cpu_has_bf16, find_data_root, get_device, seed_everything
 from .losses import Objective, ParticipationTracker, mmp_loss, objective_for_epoch, pairwise_distance
 from .masks import apply_mask, random_patch_masks
 from .networks import FirstStatePredictor, NetConfig, RecurrentStates, StateConditionalAE
@@ -35,8 +35,8 @@ from .networks import FirstStatePredictor, NetConfig, RecurrentStates, StateCond
 __all__ = ['logger', 'IDX_FILES', 'IDX_SHA256', 'MIRRORS', 'IMAGE_ARCHS', 'read_idx', 'write_idx', 'how_to_get', 'find_idx_root',
            'load_idx_split', 'collect_idx_files', 'fetch_dataset', 'make_toy_digits', 'write_toy_dataset',
            'resize_images', 'subset_per_class', 'ImageNetConfig', 'ImageMMPNet', 'down_block', 'up_block',
-           'LearnedStatesImageNet', 'build_image_net', 'ImageTrainConfig', 'train_image_model', 'init_output_bias',
-           'fit_image_model', 'predict_images', 'image_distances', 'training_throughput']
+           'LearnedStatesImageNet', 'build_image_net', 'ImageTrainConfig', 'trains_in_bf16', 'train_image_model',
+           'init_output_bias', 'fit_image_model', 'predict_images', 'image_distances', 'training_throughput']
 
 # %% ../nbs/05_image_study.ipynb #2c6f8c2d
 logger = logging.getLogger(__name__)
@@ -316,6 +316,7 @@ class ImageTrainConfig:
     patch: int = 16                # mask patch size in pixels
     ratio: float = 0.75            # share of patches removed
     channels_last: bool = True     # NHWC on a CPU: measured faster for these convolutions (see below)
+    bf16: bool | None = None       # bf16 autocast of the forward pass; None: on a CPU with bf16 units (core.cpu_has_bf16)
 
     def __post_init__(self):
         self.objective = Objective(self.objective).value
@@ -323,11 +324,16 @@ class ImageTrainConfig:
             raise ValueError(f'invalid training settings: {self}')
         if not 0 <= self.ratio <= 1 or not 0 <= self.delta < 1: raise ValueError(f'ratio and delta must be shares, got {self}')
 
+def trains_in_bf16(cfg: ImageTrainConfig, device: torch.device) -> bool:
+    "Whether f_I's forward pass runs in bf16 autocast on `device` (`cfg.bf16`, or a CPU with bf16 units when None)."
+    return (device.type == 'cpu' and cpu_has_bf16()) if cfg.bf16 is None else bool(cfg.bf16)
+
 def train_image_model(model: nn.Module, images: torch.Tensor, cfg: ImageTrainConfig, seed: int = 0,
                       device: str | torch.device | None = None, progress: bool = False) -> dict:
     "Train `model` on `images: (N, C, H, W)` in [0, 1]; return the per-epoch history and the final participation."
     device = get_device(device) if not isinstance(device, torch.device) else device
     layout = torch.channels_last if cfg.channels_last and device.type == 'cpu' else torch.contiguous_format
+    bf16 = trains_in_bf16(cfg, device)
     model.to(device, memory_format=layout).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n = model.cfg.n_preds
@@ -341,7 +347,9 @@ def train_image_model(model: nn.Module, images: torch.Tensor, cfg: ImageTrainCon
             idx = perm[i:i + cfg.batch_size]
             x = images[idx].to(device).contiguous(memory_format=layout)
             mask = random_patch_masks(len(idx), x.shape[-2:], cfg.patch, cfg.ratio, g, device)
-            preds = model(apply_mask(x, mask))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                preds = model(apply_mask(x, mask))
+            preds = preds.float()  # the losses and the nearest prediction in fp32
             loss, k_star = mmp_loss(preds, x, objective, tracker.unused, cfg.lam)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
             tracker.update(k_star)
@@ -353,6 +361,7 @@ def train_image_model(model: nn.Module, images: torch.Tensor, cfg: ImageTrainCon
     hist['seconds'] = time.perf_counter() - t0
     hist['n_active'] = tracker.n_active()
     hist['images_per_s'] = cfg.epochs * len(images) / max(hist['seconds'], 1e-9)
+    hist['precision'] = 'bf16' if bf16 else 'fp32'
     return hist
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .core import get_device, seed_everything, to_jsonable
+from .core import cpu_has_bf16, get_device, seed_everything, to_jsonable
 from .runs import (INFORMATIONAL, RunMismatchError, atomic_write_bytes, identity_diff, load_verified, mismatch_message,
                             save_verified)
 from .losses import ParticipationTracker, mmp_loss, objective_for_epoch, prediction_diversity
@@ -50,10 +50,10 @@ class TrainConfig:
     aspects: tuple = ('F', 'O', 'C')
     distances: dict = field(default_factory=lambda: dict(DEFAULT_DISTANCES))
     seed: int = 0
-    amp: bool = True                # mixed precision on CUDA (amp_dtype); the CPU runs fp32 unless cpu_bf16
+    amp: bool = True                # mixed precision: amp_dtype on CUDA, bf16 on a CPU that has bf16 units (cpu_bf16)
     amp_dtype: str = 'bfloat16'     # CUDA autocast: 'bfloat16' (fp16 where the GPU lacks bf16) | 'float16' (with a
                                     # gradient scaler; on an H200 the street's O loss went NaN in the first epoch)
-    cpu_bf16: bool = False          # bf16 autocast on the CPU (quick step 271 -> 281 samples/s only: off)
+    cpu_bf16: bool | None = None    # bf16 autocast on the CPU; None: with amp, where the CPU has bf16 units (core.cpu_has_bf16)
     channels_last: bool | None = None  # NHWC layout; None: on the CPU only (quick step 271 -> 354 samples/s; an H200 lost 8%)
     compile: bool = False           # torch.compile the model (a C++ compiler on the CPU, Triton on CUDA; H200 +22% in bf16)
     keep_every: int = 10            # also keep epoch_<N>.pt every this many epochs
@@ -123,7 +123,9 @@ def _shard_mask(mask_fn: Callable, x: torch.Tensor, total: int, gen: torch.Gener
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     "The autocast dtype of training on `device` (None: fp32)."
-    if device.type != 'cuda': return torch.bfloat16 if cfg.cpu_bf16 else None
+    if device.type != 'cuda':
+        on = (cfg.amp and cpu_has_bf16()) if cfg.cpu_bf16 is None else cfg.cpu_bf16
+        return torch.bfloat16 if on else None
     if not cfg.amp: return None
     if cfg.amp_dtype == 'bfloat16' and not torch.cuda.is_bf16_supported(): return torch.float16  # GPUs before Ampere
     return getattr(torch, cfg.amp_dtype)
@@ -172,7 +174,7 @@ def train_one_epoch(model: nn.Module, dataset: Dataset, opt: torch.optim.Optimiz
     v = sums.tolist()
     n_seen = int(round(v[0]))
     record = {'epoch': epoch, 'objective': objective_for_epoch(cfg.objective, epoch, cfg.naive_pretrain_epochs).value,
-              'samples': n_seen}
+              'samples': n_seen, 'precision': {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(amp_dtype, 'fp32')}
     for i, a in enumerate(cfg.aspects):
         record[f'selections_{a}'] = trackers[a].counts.tolist()  # how often each predictor was nearest, over every process
         p = trackers[a].end_epoch()

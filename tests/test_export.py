@@ -113,6 +113,7 @@ def test_exported_scorer_equals_the_eager_scores(smoke_run, fmt, tmp_path):
 
 
 def test_export_json_describes_the_model(smoke_run, tmp_path):
+    from mmp_repro.flow import flow_parameters
     s = smoke_run
     model = Path(export_command('--run-dir', str(s['run']), '--format', 'torchscript', '--out', str(tmp_path / 'ts'), '--quiet')['model'])
     spec = json.loads((model.parent / 'export.json').read_text())
@@ -122,7 +123,9 @@ def test_export_json_describes_the_model(smoke_run, tmp_path):
     assert spec['class_names'][:3] == ['person', 'bicycle', 'car'] and len(spec['class_names']) == 80
     assert spec['mask'] == {**spec['mask'], 'patch': 4, 'ratio': 0.5, 'seed': 0}
     # a street run: the street's flow preset, which a user's own extractor must reproduce
-    assert spec['crop']['size'] == 16 and spec['flow'] == {'method': 'farneback-small', 'flow_scale': 10.0, 'units': 'px/frame'}
+    assert spec['crop']['size'] == 16 and spec['flow'] == {'method': 'farneback-small', 'flow_scale': 10.0, 'units': 'px/frame',
+                                                            'opencv': flow_parameters('farneback-small')}
+    assert spec['flow']['opencv']['winsize'] == 9 and spec['flow']['opencv']['opencv'] == 'calcOpticalFlowFarneback'
     # every input as fed above: its name, dtype and shape (B stands for the batch)
     for entry in spec['inputs']:
         x = s['inputs'][entry['name']]
