@@ -71,9 +71,9 @@ class LearnedFlow:
 # %% ../nbs/09_flow.ipynb #db6b1f79
 _CACHE: dict = {}
 
-# Farneback with a 9 px window over 4 pyramid levels: on the street it follows small fast objects that DIS and
+# Farneback with a 5 px window over 4 pyramid levels: on the street it follows small fast objects that DIS and
 # Farneback's usual 15 px window lose (17a_street_mmp, "Would another flow estimator see the running?")
-FARNEBACK_SMALL = dict(levels=4, winsize=9, iterations=5, poly_sigma=1.1)
+FARNEBACK_SMALL = dict(levels=4, winsize=5, iterations=5, poly_sigma=1.1)
 FLOW_METHODS = ('dis', 'farneback', 'farneback-small')
 
 def make_flow(method: str | FlowFn = 'dis', **kwargs) -> FlowFn:

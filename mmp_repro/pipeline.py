@@ -79,10 +79,10 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
     'avenue': DatasetPreset('avenue', 'avenue', epochs=150, batch_size=64),
     'shanghaitech': DatasetPreset('shanghaitech', 'shanghaitech', epochs=400, batch_size=640),
     # ours: no paper settings; Ped2's weights and training budget, the street's detector thresholds
-    # the street's small flat sprites: DIS loses most of a runner's motion, Farneback with a 9 px window keeps it
+    # the street's small flat sprites: DIS loses most of a runner's motion, Farneback with a 5 px window keeps it
     # (17a_street_mmp: the flow against the true box motion, and O trained on each)
     'street': DatasetPreset('street', 'ped2', epochs=150, batch_size=64, flow='farneback-small',
-                            source='ours (synthetic street): Ped2\'s weights and budget, Farneback flow with a 9 px window'),
+                            source='ours (synthetic street): Ped2\'s weights and budget, Farneback flow with a 5 px window'),
     'plaza': DatasetPreset('vtest', 'ped2', epochs=150, batch_size=64, source='ours (real-footage plaza): Ped2\'s weights and budget'),
     'folder': DatasetPreset('street', 'ped2', epochs=150, batch_size=64, source='ours (your videos): Ped2\'s weights and budget'),
 }

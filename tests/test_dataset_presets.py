@@ -102,7 +102,7 @@ def test_the_plaza_runs_on_its_true_boxes_with_the_vtest_thresholds():
 @pytest.mark.parametrize('dataset, flow', [('street', 'farneback-small'), ('plaza', 'dis'), ('folder', 'dis'), ('ped2', 'dis'),
                                            ('avenue', 'dis'), ('shanghaitech', 'dis')])
 def test_each_dataset_has_its_flow_and_the_flag_wins(dataset, flow):
-    # the street's small flat sprites get Farneback with a 9 px window; real footage keeps DIS (17a_street_mmp compares them)
+    # the street's small flat sprites get Farneback with a 5 px window; real footage keeps DIS (17a_street_mmp compares them)
     root = ['--root', 'x'] if dataset == 'folder' else []
     assert cli_config('--dataset', dataset, *root).objects.flow == flow
     other = 'dis' if flow != 'dis' else 'farneback-small'

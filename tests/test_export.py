@@ -125,7 +125,7 @@ def test_export_json_describes_the_model(smoke_run, tmp_path):
     # a street run: the street's flow preset, which a user's own extractor must reproduce
     assert spec['crop']['size'] == 16 and spec['flow'] == {'method': 'farneback-small', 'flow_scale': 10.0, 'units': 'px/frame',
                                                             'opencv': flow_parameters('farneback-small')}
-    assert spec['flow']['opencv']['winsize'] == 9 and spec['flow']['opencv']['opencv'] == 'calcOpticalFlowFarneback'
+    assert spec['flow']['opencv']['winsize'] == 5 and spec['flow']['opencv']['opencv'] == 'calcOpticalFlowFarneback'
     # every input as fed above: its name, dtype and shape (B stands for the batch)
     for entry in spec['inputs']:
         x = s['inputs'][entry['name']]
