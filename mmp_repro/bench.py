@@ -345,7 +345,7 @@ def bench(scale: str = 'quick', progress: bool = True, watch: bool = True, seed:
     finally:
         torch.set_num_threads(threads_before)
     return to_jsonable(dict(
-        scale=cfg.scale, config=asdict(cfg), device=str(dev), torch=torch.__version__, torch_threads=threads, dtype='float32',
+        scale=cfg.scale, config=asdict(cfg), device=str(dev), torch=torch.__version__, torch_threads=threads, dtype='float32',  # of the matmul reference and of inference
         tf32={'matmul': torch.backends.cuda.matmul.allow_tf32, 'cudnn': torch.backends.cudnn.allow_tf32},
         machine=machine, load_avg=round(load, 2), load_avg_after=round(load_after, 2), matmul_gflops=matmul, matmul_n=cfg.matmul_n,
         timed_calls=cfg.calls, warmup_calls=cfg.warmup, batch=cfg.batch, networks=nets,
@@ -417,7 +417,8 @@ def perf_table(result: dict) -> pd.DataFrame:
 
 def _train_precision(result: dict) -> str:
     # perf.json files written before the CPU trained in bf16 carry fp32 or no precision at all
-    return (result.get('networks') or {}).get('quick', {}).get('autocast') or 'fp32'
+    dtype = (result.get('networks') or {}).get('quick', {}).get('autocast') or 'float32'
+    return {'bfloat16': 'bf16', 'float16': 'fp16', 'float32': 'fp32'}.get(dtype, dtype)
 
 def perf_caption(result: dict) -> str:
     "What ran where: machine, threads, precision, load, timed calls (medians), and how the loop and watch were timed."
@@ -438,6 +439,9 @@ def perf_caption(result: dict) -> str:
     if result['device'].startswith('cuda') and result.get('tf32', {}).get('cudnn'):
         cap += (' On CUDA the matmul reference is plain fp32, but torch lets cuDNN run convolutions in TF32 '
                 '(torch.backends.cudnn.allow_tf32), so a network can pass 100%.')
+    if result['device'] == 'cpu' and _train_precision(result) == 'bf16':
+        cap += (' The training steps run in bf16 and are set against the fp32 matmul rate, which bf16 units can exceed: '
+                'their % of matmul says how much faster than fp32 matmul they ran, not how close to a ceiling.')
     if result.get('watch_stages'): cap += (" Watch's stage times are summed over its worker threads, which score several frames at "
                                            'once, so they can add up to more than its wall time.')
     if result['load_avg'] > m['cores']: cap += ' Other work was running (load above the core count): the rates are lower bounds.'

@@ -236,7 +236,7 @@ def _add_run_flags(p: argparse.ArgumentParser, run_settings: bool) -> None:
                    'under torchrun the batch of all processes together')
     s_ = p.add_argument_group('speed (the same numbers up to rounding; see `mmp_repro bench`)')
     s_.add_argument('--amp', choices=['off', 'fp16', 'bf16'], default=None,
-                    help='mixed precision: bf16 (the default on CUDA, and on a CPU with bf16 units) or fp16 (CUDA, with a gradient scaler); off: fp32')
+                    help='mixed precision. Default: bf16 on CUDA and on a CPU with bf16 units, fp32 on other CPUs. bf16: also on any CPU (emulated, slower, where it lacks them); fp16: CUDA, with a gradient scaler; off: fp32')
     s_.add_argument('--channels-last', choices=['on', 'off'], default=None,
                     help='NHWC memory layout for the convolutions (default: on for the CPU, off on CUDA, as measured)')
     s_.add_argument('--compile', action='store_true', help='torch.compile the network (a C++ compiler on the CPU, Triton on CUDA)')

@@ -27,9 +27,9 @@ from .losses import ParticipationTracker, mmp_loss, objective_for_epoch, predict
 
 # %% auto #0
 __all__ = ['logger', 'DEFAULT_DISTANCES', 'CHECKPOINT_VERSION', 'TrainConfig', 'aspect_losses', 'epoch_order', 'epoch_batches',
-           'autocast_dtype', 'uses_channels_last', 'train_one_epoch', 'save_checkpoint', 'read_checkpoint',
-           'checkpoint_mismatch', 'restore_checkpoint', 'load_checkpoint', 'launched_by_torchrun', 'init_distributed',
-           'write_log', 'fit', 'ToyMMP', 'ToyData', 'half_mask']
+           'autocast_dtype', 'precision_name', 'uses_channels_last', 'train_one_epoch', 'save_checkpoint',
+           'read_checkpoint', 'checkpoint_mismatch', 'restore_checkpoint', 'load_checkpoint', 'launched_by_torchrun',
+           'init_distributed', 'write_log', 'fit', 'ToyMMP', 'ToyData', 'half_mask']
 
 # %% ../nbs/13_training.ipynb #9ee0971a
 logger = logging.getLogger(__name__)
@@ -130,6 +130,10 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     if cfg.amp_dtype == 'bfloat16' and not torch.cuda.is_bf16_supported(): return torch.float16  # GPUs before Ampere
     return getattr(torch, cfg.amp_dtype)
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    "'bf16', 'fp16' or 'fp32' for an autocast dtype (None: fp32)."
+    return {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(dtype, 'fp32')
+
 def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
     "Whether the convolutions run in NHWC layout on `device` (`cfg.channels_last`, or by device when None)."
     return device.type == 'cpu' if cfg.channels_last is None else bool(cfg.channels_last)
@@ -174,7 +178,7 @@ def train_one_epoch(model: nn.Module, dataset: Dataset, opt: torch.optim.Optimiz
     v = sums.tolist()
     n_seen = int(round(v[0]))
     record = {'epoch': epoch, 'objective': objective_for_epoch(cfg.objective, epoch, cfg.naive_pretrain_epochs).value,
-              'samples': n_seen, 'precision': {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(amp_dtype, 'fp32')}
+              'samples': n_seen, 'precision': precision_name(amp_dtype)}
     for i, a in enumerate(cfg.aspects):
         record[f'selections_{a}'] = trackers[a].counts.tolist()  # how often each predictor was nearest, over every process
         p = trackers[a].end_epoch()
@@ -306,6 +310,9 @@ def fit(model: nn.Module, dataset: Dataset, cfg: TrainConfig, run_dir: str | Pat
     if resume and (run_dir / 'last.pt').exists():
         state = read_checkpoint(run_dir / 'last.pt')
         diffs = checkpoint_mismatch(state, cfg, net_args, identity)
+        # cpu_bf16=None leaves the precision to the machine: another CPU would go on in another one
+        was, now = (state['log'][-1].get('precision') if state['log'] else None), precision_name(autocast_dtype(cfg, device))
+        if was is not None and was != now: diffs = [*diffs, f'precision: trained in {was}, this machine would go on in {now}']
         if diffs: raise RunMismatchError(mismatch_message(run_dir / 'last.pt', diffs))
         start, records = restore_checkpoint(state, model, opt, trackers, scaler), list(state['log'])
         # the checkpoint is the record: a kill between its rename and the log's leaves the log one epoch short
