@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 
 # %% auto #0
-__all__ = ['logger', 'Scale', 'as_scale', 'scale_preset', 'seed_everything', 'get_device', 'cpu_has_bf16', 'project_root',
-           'checkout_root', 'shared_copies', 'run_dir', 'cache_dir', 'data_candidates', 'MissingInputError',
-           'find_data_root', 'to_jsonable', 'save_json', 'markdown_table', 'write_table', 'git_commit', 'Stopwatch',
-           'write_results', 'set_plot_style', 'save_figure']
+__all__ = ['logger', 'Scale', 'as_scale', 'scale_preset', 'seed_everything', 'get_device', 'cpu_cores', 'cpu_has_bf16',
+           'project_root', 'checkout_root', 'shared_copies', 'run_dir', 'cache_dir', 'data_candidates',
+           'MissingInputError', 'find_data_root', 'to_jsonable', 'save_json', 'markdown_table', 'write_table',
+           'git_commit', 'Stopwatch', 'write_results', 'set_plot_style', 'save_figure']
 
 # %% ../nbs/00_core.ipynb #7a7b72a9
 logger = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ def get_device(device: str | None = None) -> torch.device:
     if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise RuntimeError(f'device {name!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s)')
     return dev
+
+def cpu_cores() -> int:
+    "CPU cores this process may run on."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 def cpu_has_bf16() -> bool:
     "Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 autocast is faster rather than emulated."

@@ -5,6 +5,8 @@
 # %% ../nbs/09_flow.ipynb #bf7f6061
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
 import cv2
@@ -15,7 +17,7 @@ from .detection import check_frame
 # %% auto #0
 __all__ = ['FlowFn', 'DIS_PRESETS', 'FARNEBACK_SMALL', 'FLOW_METHODS', 'FARNEBACK_ARGS', 'to_gray', 'DISFlow', 'FarnebackFlow',
            'LearnedFlow', 'make_flow', 'flow_parameters', 'compute_flow', 'flow_magnitude', 'video_flows', 'warp_back',
-           'flow_to_color']
+           'flow_to_color', 'MemoFlow']
 
 # %% ../nbs/09_flow.ipynb #8f44b139
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frame_t, frame_t1) -> (H, W, 2) float32 forward flow
@@ -126,3 +128,30 @@ def flow_to_color(flow: np.ndarray, max_mag: float | None = None) -> np.ndarray:
     hsv[..., 0], hsv[..., 1] = (ang * 90 / np.pi).astype(np.uint8), 255
     hsv[..., 2] = np.clip(255 * mag / (max_mag or max(float(mag.max()), 1e-6)), 0, 255).astype(np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+# %% ../nbs/09_flow.ipynb #4f805627
+def _frame_key(a: np.ndarray) -> bytes:
+    a = np.ascontiguousarray(a)
+    return hashlib.blake2b(memoryview(a).cast('B'), digest_size=16, person=f'{a.dtype}{a.shape}'.encode()[:16]).digest()
+
+class MemoFlow:
+    "`fn`, remembering its flow per pair of frames (by content) up to `max_bytes`: a pair seen again is not computed again."
+    def __init__(self, fn: FlowFn, max_bytes: int = 2 << 30):
+        self.fn, self.max_bytes = fn, int(max_bytes)
+        self.memo: OrderedDict = OrderedDict()
+        self.bytes = self.hits = self.misses = 0
+
+    def __call__(self, frame_t: np.ndarray, frame_t1: np.ndarray) -> np.ndarray:
+        key = (_frame_key(frame_t), _frame_key(frame_t1))
+        flow = self.memo.get(key)
+        if flow is not None:
+            self.memo.move_to_end(key); self.hits += 1
+            return flow
+        self.misses += 1
+        flow = np.asarray(self.fn(frame_t, frame_t1))
+        if flow.nbytes <= self.max_bytes:
+            flow.flags.writeable = False  # shared by every caller that asks for this pair
+            self.memo[key] = flow; self.bytes += flow.nbytes
+            while self.bytes > self.max_bytes:
+                _, old = self.memo.popitem(last=False); self.bytes -= old.nbytes
+        return flow

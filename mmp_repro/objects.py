@@ -228,8 +228,9 @@ def load_samples(folder: str | Path, verify: bool = True) -> ObjectSamples:
 
 def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Video], Detector],
                     cfg: ObjectConfig = ObjectConfig(), cache_root: str | Path | None = None,
-                    progress: bool = True) -> list[ObjectSamples]:
-    "Samples of every video, from the cache when present and valid, else extracted and cached."
+                    progress: bool = True, flow_fn: Callable | None = None) -> list[ObjectSamples]:
+    """Samples of every video, from the cache when present and valid, else extracted and cached.
+    `flow_fn`: the flow function of `cfg.flow` to extract with (one shared by several extractions, e.g. a `MemoFlow`)."""
     per_video = detector if callable(detector) and not isinstance(detector, Detector) else (lambda v: detector)
     out = []
     for v in tqdm(videos, desc='videos', unit='video', disable=not progress):
@@ -244,7 +245,7 @@ def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Vide
                 logger.info('cache entry %s was made from another %s: extracting again', folder, v.name)
             except ValueError as e:  # json.JSONDecodeError is one
                 logger.warning('cache entry %s is corrupt (%s): extracting again', folder, e)
-        s = extract_video(v, det, cfg, progress=progress)
+        s = extract_video(v, det, cfg, flow_fn=flow_fn, progress=progress)
         out.append(load_samples(save_samples(s, folder, stamp)) if folder is not None else s)
     return out
 

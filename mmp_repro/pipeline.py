@@ -8,14 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from .core import Stopwatch, as_scale, cache_dir, get_device, save_json, seed_everything, to_jsonable
+from .core import Stopwatch, as_scale, cache_dir, cpu_cores, get_device, save_json, seed_everything, to_jsonable
 from .detection import DETECTION_PRESETS, PrecomputedDetector, detection_config, make_detector
 from .location import LocationMixture, LocationModule, boxes_to_location, fit_location, fit_location_mixture
 from .masks import apply_mask, keyed_patch_masks, random_patch_masks
@@ -40,7 +42,7 @@ __all__ = ['logger', 'DATASETS', 'GENERATED', 'DETECTOR_NAMES', 'ASPECT_NAMES', 
            'mask_for', 'location_data', 'make_location', 'fit_location_for', 'train_stage', 'spread_over_window',
            'training_centres', 'with_box_references', 'object_losses', 'score_video', 'score_stage', 'load_alarm',
            'evaluate_stage', 'track_types_for', 'aspect_stage', 'evaluate_regions', 'config_from_dict', 'load_config',
-           'load_trained', 'evaluate_run', 'preflight', 'run_pipeline']
+           'load_trained', 'evaluate_run', 'train_stages', 'preflight', 'run_pipeline']
 
 # %% ../nbs/17_pipeline.ipynb #a72f642c
 logger = logging.getLogger(__name__)
@@ -257,12 +259,14 @@ def _detector_files(cfg: PipelineConfig, name: str) -> dict:
     if name == 'mmdet': return {'config': cfg.mmdet_config, 'checkpoint': cfg.mmdet_checkpoint}
     return {'weights_dir': cfg.detector_weights} if name == 'yolov3-tiny' and cfg.detector_weights else {}
 
-def extract_stage(cfg: PipelineConfig, cache_root: str | Path | None = None, progress: bool = True) -> tuple[list, list, list]:
-    "Object samples of the training and test videos (cached), and the test videos."
+def extract_stage(cfg: PipelineConfig, cache_root: str | Path | None = None, progress: bool = True,
+                  flow_fn: Callable | None = None) -> tuple[list, list, list]:
+    """Object samples of the training and test videos (cached), and the test videos.
+    `flow_fn`: the flow function of `cfg.objects.flow` to extract with (e.g. a `MemoFlow` shared by several windows)."""
     cache_root = Path(cache_root or cache_dir() / 'objects')
     train_videos, test_videos = load_split(cfg, 'train'), load_split(cfg, 'test')
-    train = extract_objects(train_videos, detector_for(cfg, 'train'), cfg.objects, cache_root, progress)
-    test = extract_objects(test_videos, detector_for(cfg, 'test'), cfg.objects, cache_root, progress)
+    train = extract_objects(train_videos, detector_for(cfg, 'train'), cfg.objects, cache_root, progress, flow_fn)
+    test = extract_objects(test_videos, detector_for(cfg, 'test'), cfg.objects, cache_root, progress, flow_fn)
     return train, test, test_videos
 
 # %% ../nbs/17_pipeline.ipynb #6fcb3b99
@@ -537,6 +541,40 @@ def _add_aspects(metrics: dict, table: pd.DataFrame | None, run_dir: Path) -> No
     if table is None: return
     tmp = run_dir / 'aspect_auc.csv.tmp'; table.to_csv(tmp, index=False, float_format='%.4f'); tmp.replace(run_dir / 'aspect_auc.csv')
     metrics['aspect_auc'] = table.to_dict('records')
+
+# %% ../nbs/17_pipeline.ipynb #3a9273ce
+def _train_worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)  # the pool's processes share the cores
+
+def _train_job(cfg: dict, train: list[ObjectSamples], run_dir: str) -> float:
+    sw = Stopwatch()
+    train_stage(config_from_dict(cfg), train, run_dir, device='cpu', progress=False)
+    return sw.elapsed
+
+def train_stages(jobs: list[tuple[PipelineConfig, list[ObjectSamples], str | Path]], device: str | None = None,
+                 workers: int | None = None, progress: bool = True) -> list[float]:
+    """Train (or finish) every `(config, training objects, run folder)` job with `train_stage`; the seconds of each.
+    On the CPU `workers` processes (default: 2 where there are 2 cores or more) train at once, each with
+    `cores // workers` threads; on a GPU, or with `workers=1`, the jobs run one after the other in this process."""
+    dev = get_device(device)
+    n = min(2, cpu_cores()) if workers is None else int(workers)
+    if n < 1: raise ValueError(f'workers must be at least 1, got {workers!r}')
+    n = min(n, len(jobs))
+    if dev.type != 'cpu' or n <= 1:
+        seconds = []
+        for cfg, train, run_dir in tqdm(jobs, desc='trainings', disable=not progress):
+            sw = Stopwatch(); train_stage(cfg, train, run_dir, dev, progress=False); seconds.append(sw.elapsed)
+        return seconds
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from mmp_repro import pipeline as lib  # the installed module: a worker imports its functions by name
+    ctx = multiprocessing.get_context('spawn')  # fork would copy this process's threads and torch state
+    seconds = [0.0] * len(jobs)
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=lib._train_worker_init, initargs=(max(1, cpu_cores() // n),)) as pool:
+        futures = {pool.submit(lib._train_job, to_jsonable(cfg), train, str(run_dir)): i for i, (cfg, train, run_dir) in enumerate(jobs)}
+        for f in tqdm(as_completed(futures), total=len(jobs), desc=f'trainings ({n} at once)', disable=not progress):
+            seconds[futures[f]] = f.result()
+    return seconds
 
 # %% ../nbs/17_pipeline.ipynb #e23cd7ca
 def preflight(run_dir: str | Path, cache_root: str | Path | None = None, device: str | None = None) -> torch.device:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import Stopwatch, get_device
+from .core import Stopwatch, cpu_cores, get_device
 from .detection import Detections, detection_config, make_detector
 from .flow import make_flow
 from .location import LocationMixture, boxes_to_location, location_nll
@@ -37,7 +37,7 @@ from .scoring import LOCATION_ASPECTS, MIXTURE_ASPECT, AspectStats, object_keys,
 from .sources import LIVE_KINDS, SOURCE_TIMEOUT, FrameSource, LatestFrames, source_kind
 
 # %% auto #0
-__all__ = ['logger', 'WATCH_STAGES', 'ONLINE_DETECTORS', 'WATCH_WORKERS', 'cpu_cores', 'library_threads', 'ScoredFrame', 'watch',
+__all__ = ['logger', 'WATCH_STAGES', 'ONLINE_DETECTORS', 'WATCH_WORKERS', 'library_threads', 'ScoredFrame', 'watch',
            'alarm_events', 'frame_record', 'run_watch', 'add_command']
 
 # %% ../nbs/17f_watch.ipynb #5203e628
@@ -49,10 +49,6 @@ ONLINE_DETECTORS = ('yolov3-tiny', 'bgsub', 'mmdet')  # detectors that see only 
 WATCH_WORKERS = 4  # most worker threads by default: each holds a detector and 2 frames in flight
 _COPIED_DETECTORS = ('yolov3-tiny',)  # frame by frame and light to build: one copy per worker. bgsub keeps a background
                                       # model (frames in order, one copy); an mmdet model is too heavy to copy
-
-def cpu_cores() -> int:
-    "CPU cores this process may run on."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
 
 @contextmanager
 def library_threads(n: int):
