@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
 import cv2
@@ -135,23 +134,21 @@ def _frame_key(a: np.ndarray) -> bytes:
     return hashlib.blake2b(memoryview(a).cast('B'), digest_size=16, person=f'{a.dtype}{a.shape}'.encode()[:16]).digest()
 
 class MemoFlow:
-    "`fn`, remembering its flow per pair of frames (by content) up to `max_bytes`: a pair seen again is not computed again."
+    "`fn`, remembering its flow per pair of frames (by content) up to `max_bytes`, then no more: a pair it holds is not computed again."
     def __init__(self, fn: FlowFn, max_bytes: int = 2 << 30):
         self.fn, self.max_bytes = fn, int(max_bytes)
-        self.memo: OrderedDict = OrderedDict()
+        self.memo: dict = {}
         self.bytes = self.hits = self.misses = 0
 
     def __call__(self, frame_t: np.ndarray, frame_t1: np.ndarray) -> np.ndarray:
         key = (_frame_key(frame_t), _frame_key(frame_t1))
         flow = self.memo.get(key)
         if flow is not None:
-            self.memo.move_to_end(key); self.hits += 1
+            self.hits += 1
             return flow
         self.misses += 1
         flow = np.asarray(self.fn(frame_t, frame_t1))
-        if flow.nbytes <= self.max_bytes:
+        if self.bytes + flow.nbytes <= self.max_bytes:
             flow.flags.writeable = False  # shared by every caller that asks for this pair
             self.memo[key] = flow; self.bytes += flow.nbytes
-            while self.bytes > self.max_bytes:
-                _, old = self.memo.popitem(last=False); self.bytes -= old.nbytes
         return flow

@@ -555,10 +555,14 @@ def train_stages(jobs: list[tuple[PipelineConfig, list[ObjectSamples], str | Pat
                  workers: int | None = None, progress: bool = True) -> list[float]:
     """Train (or finish) every `(config, training objects, run folder)` job with `train_stage`; the seconds of each.
     On the CPU `workers` processes (default: 2 where there are 2 cores or more) train at once, each with
-    `cores // workers` threads; on a GPU, or with `workers=1`, the jobs run one after the other in this process."""
+    `cores // workers` threads; on a GPU, or with `workers=1`, the jobs run one after the other in this process.
+    A job that fails stops the jobs not yet started, and its error is raised."""
     dev = get_device(device)
     n = min(2, cpu_cores()) if workers is None else int(workers)
     if n < 1: raise ValueError(f'workers must be at least 1, got {workers!r}')
+    folders = [Path(run_dir).resolve() for _, _, run_dir in jobs]
+    twice = sorted({str(f) for f in folders if folders.count(f) > 1})
+    if twice: raise ValueError(f'two jobs would train into the same run folder: {twice}')
     n = min(n, len(jobs))
     if dev.type != 'cpu' or n <= 1:
         seconds = []
@@ -573,7 +577,10 @@ def train_stages(jobs: list[tuple[PipelineConfig, list[ObjectSamples], str | Pat
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=lib._train_worker_init, initargs=(max(1, cpu_cores() // n),)) as pool:
         futures = {pool.submit(lib._train_job, to_jsonable(cfg), train, str(run_dir)): i for i, (cfg, train, run_dir) in enumerate(jobs)}
         for f in tqdm(as_completed(futures), total=len(jobs), desc=f'trainings ({n} at once)', disable=not progress):
-            seconds[futures[f]] = f.result()
+            try: seconds[futures[f]] = f.result()
+            except Exception:
+                pool.shutdown(cancel_futures=True)  # the running jobs finish; none starts after a failure
+                raise
     return seconds
 
 # %% ../nbs/17_pipeline.ipynb #e23cd7ca

@@ -178,7 +178,8 @@ def train_one_epoch(model: nn.Module, dataset: Dataset, opt: torch.optim.Optimiz
     v = sums.tolist()
     n_seen = int(round(v[0]))
     record = {'epoch': epoch, 'objective': objective_for_epoch(cfg.objective, epoch, cfg.naive_pretrain_epochs).value,
-              'samples': n_seen, 'precision': precision_name(amp_dtype)}
+              'samples': n_seen, 'precision': precision_name(amp_dtype),
+              'threads': torch.get_num_threads()}  # the CPU's threads order the float sums: recorded, not checked
     for i, a in enumerate(cfg.aspects):
         record[f'selections_{a}'] = trackers[a].counts.tolist()  # how often each predictor was nearest, over every process
         p = trackers[a].end_epoch()

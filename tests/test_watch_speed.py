@@ -55,7 +55,8 @@ def _same(a, b):
 
 def _plain(video, run, detector, workers):
     "`watch` without threads, with the torch and OpenCV threads per call of `workers` workers (products round by them)."
-    from mmp_repro.watch import cpu_cores, library_threads, watch
+    from mmp_repro.core import cpu_cores
+    from mmp_repro.watch import library_threads, watch
     with library_threads(max(1, cpu_cores() // workers)):
         return _frames(watch(video, run, detector, 'cpu', workers=0))
 
@@ -74,7 +75,8 @@ def test_any_number_of_workers_gives_the_frames_of_the_loop_without_threads(tiny
 
 
 def test_thread_settings_restored_and_workers_stopped_when_the_caller_stops_early(tiny_run):
-    from mmp_repro.watch import cpu_cores, watch
+    from mmp_repro.core import cpu_cores
+    from mmp_repro.watch import watch
     video, run = tiny_run
     before = cv2.getNumThreads(), torch.get_num_threads()
     gen = watch(video / 'cam3', run, 'bgsub', 'cpu', workers=2)
