@@ -386,8 +386,11 @@ def predict_images(model: nn.Module, x: torch.Tensor, mask: torch.Tensor,
                    device: str | torch.device | None = None) -> torch.Tensor:
     "The n predictions for masked `x: (B, C, H, W)` -> `(B, n, C, H, W)` on the CPU."
     device = get_device(device) if not isinstance(device, torch.device) else device
-    model.to(device).eval()
-    return model(apply_mask(x.to(device), mask.to(device))).cpu()
+    # NHWC on a CPU, as in training: with NCHW inputs, the channels-last model of a quick study run scored its
+    # 600 test images in 1.4 s instead of 0.95 s
+    layout = torch.channels_last if device.type == 'cpu' else torch.contiguous_format
+    model.to(device, memory_format=layout).eval()
+    return model(apply_mask(x.to(device), mask.to(device)).contiguous(memory_format=layout)).cpu()
 
 @torch.no_grad()
 def image_distances(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 256,
