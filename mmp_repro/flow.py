@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import cv2
@@ -34,6 +35,7 @@ def _check_pair(frame_t: np.ndarray, frame_t1: np.ndarray) -> None:
 
 class DISFlow:
     "OpenCV DIS optical flow; `preset` in `DIS_PRESETS`. Call with two frames -> `(H, W, 2)` float32."
+    thread_safe = False  # one OpenCV DIS object, with its working buffers: one call at a time
     def __init__(self, preset: str = 'medium', rgb: bool = False):
         if preset not in DIS_PRESETS: raise ValueError(f'unknown DIS preset {preset!r}: expected one of {list(DIS_PRESETS)}')
         self.preset, self.rgb, self.dis = preset, rgb, cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
@@ -44,6 +46,7 @@ class DISFlow:
 
 class FarnebackFlow:
     "OpenCV Farneback optical flow with OpenCV's usual parameters. Call with two frames -> `(H, W, 2)` float32."
+    thread_safe = True  # a plain function call that keeps no state: threads may share it
     def __init__(self, pyr_scale: float = 0.5, levels: int = 3, winsize: int = 15, iterations: int = 3,
                  poly_n: int = 5, poly_sigma: float = 1.2, rgb: bool = False):
         self.params, self.rgb = (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0), rgb
@@ -54,6 +57,7 @@ class FarnebackFlow:
 
 class LearnedFlow:
     "Wraps a user model `fn(frame_t, frame_t1)` returning `(H, W, 2)` or `(2, H, W)` flow (NumPy or torch)."
+    thread_safe = False  # nothing is known of the user's model
     def __init__(self, fn: FlowFn, name: str = 'learned'):
         if not callable(fn): raise TypeError(f'the learned flow must be callable fn(frame_t, frame_t1), got {type(fn).__name__}')
         self.fn, self.name = fn, name
@@ -139,16 +143,20 @@ class MemoFlow:
         self.fn, self.max_bytes = fn, int(max_bytes)
         self.memo: dict = {}
         self.bytes = self.hits = self.misses = 0
+        self._lock = threading.Lock()  # the memo's books, when threads extract several videos at once
+
+    @property
+    def thread_safe(self) -> bool: return bool(getattr(self.fn, 'thread_safe', False))
 
     def __call__(self, frame_t: np.ndarray, frame_t1: np.ndarray) -> np.ndarray:
         key = (_frame_key(frame_t), _frame_key(frame_t1))
-        flow = self.memo.get(key)
-        if flow is not None:
-            self.hits += 1
-            return flow
-        self.misses += 1
-        flow = np.asarray(self.fn(frame_t, frame_t1))
-        if self.bytes + flow.nbytes <= self.max_bytes:
-            flow.flags.writeable = False  # shared by every caller that asks for this pair
-            self.memo[key] = flow; self.bytes += flow.nbytes
+        with self._lock:
+            flow = self.memo.get(key)
+            if flow is not None: self.hits += 1; return flow
+            self.misses += 1
+        flow = np.asarray(self.fn(frame_t, frame_t1))  # outside the lock: threads compute their pairs in parallel
+        with self._lock:
+            if key not in self.memo and self.bytes + flow.nbytes <= self.max_bytes:
+                flow.flags.writeable = False  # shared by every caller that asks for this pair
+                self.memo[key] = flow; self.bytes += flow.nbytes
         return flow

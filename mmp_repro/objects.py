@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .core import cpu_cores
 from .detection import Detections, Detector, N_CLASSES, nms
 from .flow import FLOW_METHODS, make_flow
 from .runs import source_hash
@@ -228,25 +230,47 @@ def load_samples(folder: str | Path, verify: bool = True) -> ObjectSamples:
 
 def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Video], Detector],
                     cfg: ObjectConfig = ObjectConfig(), cache_root: str | Path | None = None,
-                    progress: bool = True, flow_fn: Callable | None = None) -> list[ObjectSamples]:
+                    progress: bool = True, flow_fn: Callable | None = None, workers: int | None = None) -> list[ObjectSamples]:
     """Samples of every video, from the cache when present and valid, else extracted and cached.
-    `flow_fn`: the flow function of `cfg.flow` to extract with (one shared by several extractions, e.g. a `MemoFlow`)."""
+    `flow_fn`: the flow function of `cfg.flow` to extract with (one shared by several extractions, e.g. a `MemoFlow`).
+    `workers`: videos extracted at once in threads (default: one per core), where detector and flow allow it."""
     per_video = detector if callable(detector) and not isinstance(detector, Detector) else (lambda v: detector)
-    out = []
-    for v in tqdm(videos, desc='videos', unit='video', disable=not progress):
-        det = per_video(v)
+    if not videos: return []
+    workers = cpu_cores() if workers is None else int(workers)
+    if workers < 1: raise ValueError(f'workers must be >= 1, got {workers}')
+    first = per_video(videos[0])
+    # OpenCV's flow and a box lookup release the GIL, so threads fill the cores; a detector that looks at pixels
+    # (a network, a background model) and a flow object with state are not known to bear concurrent calls
+    together = min(workers, len(videos)) > 1 and not first.needs_pixels and getattr(flow_fn, 'thread_safe', flow_fn is None)
+
+    def one(i: int, v: Video) -> ObjectSamples:
+        det = first if i == 0 else per_video(v)
         folder = Path(cache_root) / extraction_key(cfg, det) / v.name if cache_root else None
         stamp = source_stamp(v, det) if folder is not None else None
         if folder is not None and (folder / 'meta.json').exists():
             try:  # the cheap check first: what the entry was made from, then the arrays' sums
                 made_from = json.loads((folder / 'meta.json').read_text()).get('source')
-                if made_from == json.loads(json.dumps(stamp)):
-                    out.append(load_samples(folder)); continue
+                if made_from == json.loads(json.dumps(stamp)): return load_samples(folder)
                 logger.info('cache entry %s was made from another %s: extracting again', folder, v.name)
             except ValueError as e:  # json.JSONDecodeError is one
                 logger.warning('cache entry %s is corrupt (%s): extracting again', folder, e)
-        s = extract_video(v, det, cfg, flow_fn=flow_fn, progress=progress)
-        out.append(load_samples(save_samples(s, folder, stamp)) if folder is not None else s)
+        s = extract_video(v, det, cfg, flow_fn=flow_fn, progress=progress and not together)
+        return load_samples(save_samples(s, folder, stamp)) if folder is not None else s
+
+    bar = tqdm(total=len(videos), desc='videos', unit='video', disable=not progress)
+    if not together:
+        out = []
+        for i, v in enumerate(videos): out.append(one(i, v)); bar.update(1)
+    else:
+        with ThreadPoolExecutor(min(workers, len(videos))) as pool:
+            futures = [pool.submit(one, i, v) for i, v in enumerate(videos)]
+            try:
+                for f in as_completed(futures): f.result(); bar.update(1)
+            except BaseException:
+                for f in futures: f.cancel()  # no new video starts once one has failed
+                raise
+            out = [f.result() for f in futures]  # in the order of `videos`
+    bar.close()
     return out
 
 # %% ../nbs/10_objects.ipynb #f144417f
