@@ -40,6 +40,9 @@ class DISFlow:
         if preset not in DIS_PRESETS: raise ValueError(f'unknown DIS preset {preset!r}: expected one of {list(DIS_PRESETS)}')
         self.preset, self.rgb, self.dis = preset, rgb, cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
 
+    @property
+    def identity(self) -> tuple: return ('dis', self.preset, self.rgb)  # what decides its flow
+
     def __call__(self, frame_t: np.ndarray, frame_t1: np.ndarray) -> np.ndarray:
         _check_pair(frame_t, frame_t1)
         return self.dis.calc(to_gray(frame_t, self.rgb), to_gray(frame_t1, self.rgb), None)
@@ -50,6 +53,9 @@ class FarnebackFlow:
     def __init__(self, pyr_scale: float = 0.5, levels: int = 3, winsize: int = 15, iterations: int = 3,
                  poly_n: int = 5, poly_sigma: float = 1.2, rgb: bool = False):
         self.params, self.rgb = (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0), rgb
+
+    @property
+    def identity(self) -> tuple: return ('farneback', *self.params, self.rgb)
 
     def __call__(self, frame_t: np.ndarray, frame_t1: np.ndarray) -> np.ndarray:
         _check_pair(frame_t, frame_t1)
@@ -147,6 +153,9 @@ class MemoFlow:
 
     @property
     def thread_safe(self) -> bool: return bool(getattr(self.fn, 'thread_safe', False))
+
+    @property
+    def identity(self) -> tuple | None: return getattr(self.fn, 'identity', None)
 
     def __call__(self, frame_t: np.ndarray, frame_t1: np.ndarray) -> np.ndarray:
         key = (_frame_key(frame_t), _frame_key(frame_t1))

@@ -232,9 +232,14 @@ def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Vide
                     cfg: ObjectConfig = ObjectConfig(), cache_root: str | Path | None = None,
                     progress: bool = True, flow_fn: Callable | None = None, workers: int | None = None) -> list[ObjectSamples]:
     """Samples of every video, from the cache when present and valid, else extracted and cached.
-    `flow_fn`: the flow function of `cfg.flow` to extract with (one shared by several extractions, e.g. a `MemoFlow`).
+    `flow_fn`: the flow function of `cfg.flow` to extract with (one shared by several extractions, e.g. a `MemoFlow`);
+    one that says what it computes (`identity`) and is another flow is refused.
     `workers`: videos extracted at once in threads (default: one per core), where detector and flow allow it."""
     per_video = detector if callable(detector) and not isinstance(detector, Detector) else (lambda v: detector)
+    given, named = getattr(flow_fn, 'identity', None), make_flow(cfg.flow, rgb=True).identity
+    if given is not None and given != named:  # the cache files samples under cfg.flow: they must be that flow's
+        raise ValueError(f'flow_fn computes {given} but the config names {cfg.flow!r} ({named}); '
+                         f'pass flow_fn=make_flow({cfg.flow!r}, rgb=True) or name its method in ObjectConfig.flow')
     if not videos: return []
     workers = cpu_cores() if workers is None else int(workers)
     if workers < 1: raise ValueError(f'workers must be >= 1, got {workers}')
