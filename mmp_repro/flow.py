@@ -33,6 +33,10 @@ def _check_pair(frame_t: np.ndarray, frame_t1: np.ndarray) -> None:
     check_frame(frame_t, 'frame_t'); check_frame(frame_t1, 'frame_t1')
     if frame_t.shape != frame_t1.shape: raise ValueError(f'frame_t {frame_t.shape} and frame_t1 {frame_t1.shape} differ in shape')
 
+_DIS_SETTINGS = ('FinestScale', 'PatchSize', 'PatchStride', 'GradientDescentIterations', 'VariationalRefinementIterations',
+                 'VariationalRefinementAlpha', 'VariationalRefinementDelta', 'VariationalRefinementGamma',
+                 'UseMeanNormalization', 'UseSpatialPropagation')
+
 class DISFlow:
     "OpenCV DIS optical flow; `preset` in `DIS_PRESETS`. Call with two frames -> `(H, W, 2)` float32."
     thread_safe = False  # one OpenCV DIS object, with its working buffers: one call at a time
@@ -41,7 +45,9 @@ class DISFlow:
         self.preset, self.rgb, self.dis = preset, rgb, cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
 
     @property
-    def identity(self) -> tuple: return ('dis', self.preset, self.rgb)  # what decides its flow
+    def identity(self) -> tuple:
+        "What decides its flow: the settings the DIS object holds now (a caller may have changed them), and the colour order."
+        return ('dis', *(getattr(self.dis, f'get{k}')() for k in _DIS_SETTINGS), self.rgb)
 
     def __call__(self, frame_t: np.ndarray, frame_t1: np.ndarray) -> np.ndarray:
         _check_pair(frame_t, frame_t1)

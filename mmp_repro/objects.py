@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
@@ -245,11 +246,19 @@ def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Vide
     if workers < 1: raise ValueError(f'workers must be >= 1, got {workers}')
     first = per_video(videos[0])
     # OpenCV's flow and a box lookup release the GIL, so threads fill the cores; a detector that looks at pixels
-    # (a network, a background model) and a flow object with state are not known to bear concurrent calls
-    together = min(workers, len(videos)) > 1 and not first.needs_pixels and getattr(flow_fn, 'thread_safe', flow_fn is None)
+    # (a network, a background model) and a flow object with state are not known to bear concurrent calls, and two
+    # videos of one name would write one cache folder
+    together = (min(workers, len(videos)) > 1 and not first.needs_pixels and getattr(flow_fn, 'thread_safe', flow_fn is None)
+                and len({v.name for v in videos}) == len(videos))
+    pixels = threading.Lock()  # should a later video's detector look at pixels after all, such videos go one at a time
 
     def one(i: int, v: Video) -> ObjectSamples:
         det = first if i == 0 else per_video(v)
+        if together and det.needs_pixels:
+            with pixels: return extract(v, det)
+        return extract(v, det)
+
+    def extract(v: Video, det: Detector) -> ObjectSamples:
         folder = Path(cache_root) / extraction_key(cfg, det) / v.name if cache_root else None
         stamp = source_stamp(v, det) if folder is not None else None
         if folder is not None and (folder / 'meta.json').exists():
@@ -262,21 +271,22 @@ def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Vide
         s = extract_video(v, det, cfg, flow_fn=flow_fn, progress=progress and not together)
         return load_samples(save_samples(s, folder, stamp)) if folder is not None else s
 
-    bar = tqdm(total=len(videos), desc='videos', unit='video', disable=not progress)
-    if not together:
-        out = []
-        for i, v in enumerate(videos): out.append(one(i, v)); bar.update(1)
-    else:
-        with ThreadPoolExecutor(min(workers, len(videos))) as pool:
-            futures = [pool.submit(one, i, v) for i, v in enumerate(videos)]
-            try:
-                for f in as_completed(futures): f.result(); bar.update(1)
-            except BaseException:
-                for f in futures: f.cancel()  # no new video starts once one has failed
-                raise
-            out = [f.result() for f in futures]  # in the order of `videos`
-    bar.close()
-    return out
+    with tqdm(total=len(videos), desc='videos', unit='video', disable=not progress) as bar:
+        if not together:
+            out = []
+            for i, v in enumerate(videos): out.append(one(i, v)); bar.update(1)
+            return out
+        pool = ThreadPoolExecutor(min(workers, len(videos)))
+        futures = [pool.submit(one, i, v) for i, v in enumerate(videos)]
+        try:
+            for f in as_completed(futures): f.result(); bar.update(1)
+        except BaseException:
+            # no new video starts, and the error is raised now: the videos under way finish on their own (their
+            # cache entries are written whole or not at all)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return [f.result() for f in futures]  # in the order of `videos`
 
 # %% ../nbs/10_objects.ipynb #f144417f
 class ObjectDataset(Dataset):
