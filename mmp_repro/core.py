@@ -11,8 +11,11 @@ import json
 import logging
 import os
 import random
+import signal
 import subprocess
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,7 +26,7 @@ import torch
 
 # %% auto #0
 __all__ = ['logger', 'Scale', 'as_scale', 'scale_preset', 'seed_everything', 'get_device', 'cpu_cores', 'cpu_has_bf16',
-           'project_root', 'checkout_root', 'shared_copies', 'run_dir', 'cache_dir', 'data_candidates',
+           'cpu_pool', 'project_root', 'checkout_root', 'shared_copies', 'run_dir', 'cache_dir', 'data_candidates',
            'MissingInputError', 'find_data_root', 'to_jsonable', 'save_json', 'markdown_table', 'write_table',
            'git_commit', 'Stopwatch', 'write_results', 'set_plot_style', 'save_figure']
 
@@ -85,6 +88,21 @@ def cpu_has_bf16() -> bool:
     cpu = getattr(torch, 'cpu', None)
     probes = [getattr(cpu, name, None) for name in ('_is_avx512_bf16_supported', '_is_amx_tile_supported')]
     return any(bool(p()) for p in probes if callable(p))
+
+# %% ../nbs/00_core.ipynb #1fbc22e6
+def _pool_worker_init(threads: int, parent: int) -> None:
+    torch.set_num_threads(threads)
+    if sys.platform.startswith('linux'):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent: os._exit(1)  # the parent ended before the signal was asked for
+
+def cpu_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
+    "A pool of `workers` spawned processes with `threads` torch threads each, which end when this process ends (Linux)."
+    import multiprocessing
+    from mmp_repro import core as lib  # the installed module: a worker imports its initializer by name
+    ctx = multiprocessing.get_context('spawn')  # fork would copy this process's threads and torch state
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=lib._pool_worker_init, initargs=(threads, os.getpid()))
 
 # %% ../nbs/00_core.ipynb #e2d4479f
 def project_root(start: str | Path | None = None) -> Path:

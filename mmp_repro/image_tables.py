@@ -6,9 +6,8 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .core import as_scale, scale_preset
+from .core import as_scale, cpu_pool, scale_preset
 from .image_study import (IMAGE_ARCHS, ImageNetConfig, build_image_net, fetch_dataset, ImageTrainConfig, find_idx_root, fit_image_model, image_distances,
                                    load_idx_split, predict_images, resize_images, subset_per_class, write_toy_dataset)
 from .masks import fixed_patch_masks
@@ -234,9 +233,6 @@ def run_class(cfg: ImageStudyConfig, data: StudyData, cls: int, device=None, kee
 
 _WORKER_DATA: dict = {}  # a worker process's dataset, read once
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)  # the pool's processes share the cores; one thread each
-
 def _class_task(cfg: dict, data_root: str, cls: int, keep: tuple[str, ...]) -> tuple[list[dict], dict]:
     cfg = ImageStudyConfig(**cfg)
     key = (cfg.dataset, cfg.scale, cfg.seed, cfg.image_size, cfg.n_test_per_class, data_root)
@@ -249,9 +245,8 @@ def run_study(tasks: list[tuple[ImageStudyConfig, int, tuple[str, ...]]], data: 
     device = torch.device(device) if device is not None else torch.device('cpu')
     results: list = [None] * len(tasks)
     if workers > 1 and device.type == 'cpu' and len(tasks) > 1:
-        ctx = multiprocessing.get_context('spawn')  # fork would copy this process's threads and torch state
         from mmp_repro import image_tables as lib  # the installed module: a worker imports its functions by name
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=lib._worker_init) as pool:
+        with cpu_pool(min(workers, len(tasks)), threads=1) as pool:
             futures = {pool.submit(lib._class_task, asdict(cfg), str(data_root or ''), cls, keep): i
                        for i, (cfg, cls, keep) in enumerate(tasks)}
             for f in as_completed(futures):

@@ -237,7 +237,8 @@ def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Vide
     one that says what it computes (`identity`) and is another flow is refused.
     `workers`: videos extracted at once in threads (default: one per core), where detector and flow allow it."""
     per_video = detector if callable(detector) and not isinstance(detector, Detector) else (lambda v: detector)
-    given, named = getattr(flow_fn, 'identity', None), make_flow(cfg.flow, rgb=True).identity
+    given = getattr(flow_fn, 'identity', None)
+    named = make_flow(cfg.flow, rgb=True).identity if given is not None else None  # an OpenCV object: built only to compare
     if given is not None and given != named:  # the cache files samples under cfg.flow: they must be that flow's
         raise ValueError(f'flow_fn computes {given} but the config names {cfg.flow!r} ({named}); '
                          f'pass flow_fn=make_flow({cfg.flow!r}, rgb=True) or name its method in ObjectConfig.flow')

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core import Stopwatch, as_scale, cache_dir, cpu_cores, get_device, save_json, seed_everything, to_jsonable
+from .core import Stopwatch, as_scale, cache_dir, cpu_cores, cpu_pool, get_device, save_json, seed_everything, to_jsonable
 from .detection import DETECTION_PRESETS, PrecomputedDetector, detection_config, make_detector
 from .location import LocationMixture, LocationModule, boxes_to_location, fit_location, fit_location_mixture
 from .masks import apply_mask, keyed_patch_masks, random_patch_masks
@@ -543,9 +543,6 @@ def _add_aspects(metrics: dict, table: pd.DataFrame | None, run_dir: Path) -> No
     metrics['aspect_auc'] = table.to_dict('records')
 
 # %% ../nbs/17_pipeline.ipynb #3a9273ce
-def _train_worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)  # the pool's processes share the cores
-
 def _train_job(cfg: dict, train: list[ObjectSamples], run_dir: str) -> float:
     sw = Stopwatch()
     train_stage(config_from_dict(cfg), train, run_dir, device='cpu', progress=False)
@@ -569,12 +566,10 @@ def train_stages(jobs: list[tuple[PipelineConfig, list[ObjectSamples], str | Pat
         for cfg, train, run_dir in tqdm(jobs, desc='trainings', disable=not progress):
             sw = Stopwatch(); train_stage(cfg, train, run_dir, dev, progress=False); seconds.append(sw.elapsed)
         return seconds
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
     from mmp_repro import pipeline as lib  # the installed module: a worker imports its functions by name
-    ctx = multiprocessing.get_context('spawn')  # fork would copy this process's threads and torch state
     seconds = [0.0] * len(jobs)
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=lib._train_worker_init, initargs=(max(1, cpu_cores() // n),)) as pool:
+    with cpu_pool(n, threads=max(1, cpu_cores() // n)) as pool:
         futures = {pool.submit(lib._train_job, to_jsonable(cfg), train, str(run_dir)): i for i, (cfg, train, run_dir) in enumerate(jobs)}
         for f in tqdm(as_completed(futures), total=len(jobs), desc=f'trainings ({n} at once)', disable=not progress):
             try: seconds[futures[f]] = f.result()
