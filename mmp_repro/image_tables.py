@@ -36,7 +36,7 @@ PRESETS: dict[str, dict] = {
     'smoke': dict(classes=(7,), image_size=32, net_width=0.125, state_dim=16, width=8, n_train_per_class=48,
                   n_test_per_class=6, epochs=2, batch_size=16, lr=3e-3, n_feature_train=400, ae_epochs=1, baseline_epochs=3,
                   baseline_seeds=1, cpu_threads=1, workers=1),
-    'quick': dict(classes=tuple(range(10)), image_size=32, net_width=0.25, state_dim=64, width=16, n_train_per_class=512,
+    'quick': dict(classes=tuple(range(10)), image_size=32, net_width=0.25, state_dim=64, width=16, n_train_per_class=384,
                   n_test_per_class=60, epochs=3, batch_size=32, lr=3e-3, n_feature_train=5000, ae_epochs=4,
                   baseline_epochs=40, baseline_seeds=3, cpu_threads=1, workers=2),
     'full': dict(classes=tuple(range(10)), image_size=64, net_width=1.0, state_dim=256, width=32, n_train_per_class=None,

@@ -238,10 +238,11 @@ def extract_objects(videos: Sequence[Video], detector: Detector | Callable[[Vide
     `workers`: videos extracted at once in threads (default: one per core), where detector and flow allow it."""
     per_video = detector if callable(detector) and not isinstance(detector, Detector) else (lambda v: detector)
     given = getattr(flow_fn, 'identity', None)
-    named = make_flow(cfg.flow, rgb=True).identity if given is not None else None  # an OpenCV object: built only to compare
-    if given is not None and given != named:  # the cache files samples under cfg.flow: they must be that flow's
-        raise ValueError(f'flow_fn computes {given} but the config names {cfg.flow!r} ({named}); '
-                         f'pass flow_fn=make_flow({cfg.flow!r}, rgb=True) or name its method in ObjectConfig.flow')
+    if given is not None:  # the cache files samples under cfg.flow: they must be that flow's
+        named = make_flow(cfg.flow, rgb=True).identity  # an OpenCV object: built only to compare
+        if given != named:
+            raise ValueError(f'flow_fn computes {given} but the config names {cfg.flow!r} ({named}); '
+                             f'pass flow_fn=make_flow({cfg.flow!r}, rgb=True) or name its method in ObjectConfig.flow')
     if not videos: return []
     workers = cpu_cores() if workers is None else int(workers)
     if workers < 1: raise ValueError(f'workers must be >= 1, got {workers}')
