@@ -5,6 +5,7 @@
 # %% ../nbs/14_scoring.ipynb #efbd52d6
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .training import DEFAULT_DISTANCES
 __all__ = ['APPEARANCE_ASPECTS', 'LOCATION_ASPECTS', 'MIXTURE_ASPECT', 'SCORE_PRESETS', 'DEFAULT_FALSE_ALARM_RATE',
            'ALARM_SCORES_KEPT', 'ALARM_LEVELS', 'REGION_COLUMNS', 'AspectStats', 'fit_aspect_stats', 'zscore_losses',
            'ScoreWeights', 'combine_scores', 'frame_scores', 'alarm_threshold', 'alarm_calibration', 'threshold_at',
-           'score_objects', 'write_scored_regions', 'object_keys', 'model_losses', 'location_losses']
+           'score_objects', 'write_scored_regions', 'object_keys', 'in_batches', 'model_losses', 'location_losses']
 
 # %% ../nbs/14_scoring.ipynb #51b0f1c6
 APPEARANCE_ASPECTS = ('F', 'O', 'C')          # Γ: future frame, flow magnitude, class
@@ -170,6 +171,12 @@ def object_keys(frame_idx: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     primes = torch.tensor([7919, 104_729, 1_299_709, 15_485_863], dtype=torch.int64)
     return torch.as_tensor(frame_idx).to(torch.int64) * 1_000_003 + (b * primes).sum(1)
 
+def in_batches(dataset: Dataset, batch_size: int) -> Iterator[dict]:
+    "The items of `dataset` in order, `batch_size` at a time, collated: gathered at once where it has `batch` (`ObjectDataset`)."
+    if not hasattr(dataset, 'batch'): yield from DataLoader(dataset, batch_size=batch_size, shuffle=False); return
+    # the same tensors as a DataLoader's, without building and collating one dict per object
+    for i in range(0, len(dataset), batch_size): yield dataset.batch(np.arange(i, min(i + batch_size, len(dataset))))
+
 @torch.no_grad()
 def model_losses(model: torch.nn.Module, dataset: Dataset, mask_fn, aspects: tuple = ('F', 'O', 'C'),
                  distances: dict = DEFAULT_DISTANCES, batch_size: int = 256, seed: int = 0,
@@ -185,7 +192,7 @@ def model_losses(model: torch.nn.Module, dataset: Dataset, mask_fn, aspects: tup
     out = {a: [] for a in aspects}
     keyed = getattr(mask_fn, 'keyed', None)  # per-object test masks: a score does not depend on its batch
     try:
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        for batch in in_batches(dataset, batch_size):
             x = batch['P'].to(device)
             preds = model(keyed(x, object_keys(batch['frame_idx'], batch['box'])) if keyed else mask_fn(x, gen))
             for a in aspects:
@@ -201,7 +208,7 @@ def location_losses(module: LocationModule | LocationMixture, dataset: Dataset, 
     module.eval()
     mixture = isinstance(module, LocationMixture)
     parts = []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in in_batches(dataset, batch_size):
         target = boxes_to_location(batch['box'], batch['frame_size'])
         parts.append((module(batch['C'].float(), target)[:, None] if mixture else
                       location_nll(*module(batch['C'].float()), target)).numpy())
